@@ -1,0 +1,2 @@
+#include "log.h"
+int evcs_log_placeholder;

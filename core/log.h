@@ -1,0 +1,3 @@
+#ifndef EVCS_LOG_H
+#define EVCS_LOG_H
+#endif

@@ -1,0 +1,2 @@
+#include "log.h"
+int main(void){return 0;}
