@@ -1,0 +1,229 @@
+/*
+ * daemon.c: the daemon's lifecycle around one libevent loop.
+ *
+ * Start: config -> logging -> loop services (metrics, bus, workers, net,
+ * storage, scripts, HTTP) -> plugins in config order -> signals -> ready.
+ * SIGTERM/SIGINT: stop accepting (HTTP and plugin listeners), close every
+ * charger connection once its queued output is written, wait for that up to
+ * [core] shutdown_timeout, then unload plugins in reverse order and exit.
+ * SIGHUP: parse the file again; if it is valid, swap it in, re-apply the log
+ * level, tell plugins (reload callback) and reload tenant scripts. Charger
+ * connections are untouched. An invalid file is reported and ignored.
+ */
+#include "core.h"
+#include "log.h"
+#include "store.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+void evcs_sd_notify(const char *state)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	if (!path || (path[0] != '/' && path[0] != '@') || strlen(path) >= 108)
+		return;
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	struct sockaddr_un sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sun_family = AF_UNIX;
+	size_t len = strlen(path);
+	memcpy(sa.sun_path, path, len);
+	if (sa.sun_path[0] == '@')
+		sa.sun_path[0] = 0; /* abstract namespace */
+	ssize_t r = sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sa,
+			   (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len));
+	(void)r;
+	close(fd);
+}
+
+void evcs_core_set_ready(evcs_core_t *core, int ready, const char *why)
+{
+	if (core->ready != ready)
+		evcs_log(ready ? EVCS_LOG_NOTICE : EVCS_LOG_WARNING, "core", 0, NULL, "%s%s%s",
+			 ready ? "ready" : "not ready", why && *why ? ": " : "", why ? why : "");
+	core->ready = ready;
+	snprintf(core->not_ready, sizeof core->not_ready, "%s", ready ? "" : (why ? why : "?"));
+}
+
+static int apply_logging(const evcs_conf_t *conf, char *err, size_t errlen)
+{
+	const char *lv = evcs_conf_get(conf, "core", "log_level", "info");
+	int level = evcs_log_parse_level(lv);
+	if (level < 0) {
+		snprintf(err, errlen, "%s: [core] log_level '%s' is not one of err, warning, notice, info, debug",
+			 conf->path, lv);
+		return -1;
+	}
+	const char *tg = evcs_conf_get(conf, "core", "log_target", "stderr");
+	if (strcmp(tg, "stderr") != 0 && strcmp(tg, "syslog") != 0) {
+		snprintf(err, errlen, "%s: [core] log_target '%s' must be stderr or syslog", conf->path, tg);
+		return -1;
+	}
+	evcs_log_setup(level, strcmp(tg, "syslog") == 0, "evcsd");
+	return 0;
+}
+
+static void drain_check(evutil_socket_t fd, short what, void *arg);
+
+void evcs_core_shutdown(evcs_core_t *core)
+{
+	if (core->draining)
+		return;
+	core->draining = 1;
+	evcs_sd_notify("STOPPING=1");
+	evcs_notice("core", "shutting down: %zu connection(s) to drain",
+		    evcs_net_conn_count(core->net));
+	evcs_http_stop_accepting(core->http);
+	evcs_net_drain(core->net);
+	core->drain_timer = event_new(core->base, -1, EV_PERSIST, drain_check, core);
+	struct timeval tv = {0, 20000};
+	event_add(core->drain_timer, &tv);
+	drain_check(-1, 0, core);
+}
+
+static void drain_check(evutil_socket_t fd, short what, void *arg)
+{
+	evcs_core_t *core = arg;
+	static struct timespec start;
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (fd == -1 && what == 0)
+		start = now;
+	long long el = (now.tv_sec - start.tv_sec) * 1000LL + (now.tv_nsec - start.tv_nsec) / 1000000;
+	size_t left = evcs_net_conn_count(core->net);
+	if (left == 0 || el >= core->shutdown_timeout_ms) {
+		if (left)
+			evcs_warn("core", "%zu connection(s) still open after %lld ms; closing them", left,
+				  el);
+		event_base_loopexit(core->base, NULL);
+	}
+}
+
+static void signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	evcs_core_t *core = arg;
+	if (sig == SIGHUP) {
+		evcs_notice("core", "SIGHUP: reloading %s", core->conf_path);
+		evcs_core_reload(core);
+		return;
+	}
+	evcs_notice("core", "%s received", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+	if (core->draining) {
+		evcs_warn("core", "second signal: exiting without waiting for connections");
+		event_base_loopexit(core->base, NULL);
+		return;
+	}
+	evcs_core_shutdown(core);
+}
+
+int evcs_core_reload(evcs_core_t *core)
+{
+	char err[512];
+	evcs_conf_t *nc = evcs_conf_load(core->conf_path, err, sizeof err);
+	if (!nc) {
+		evcs_err("core", "reload refused, keeping the running configuration: %s", err);
+		return -1;
+	}
+	if (apply_logging(nc, err, sizeof err) < 0) {
+		evcs_err("core", "reload refused, keeping the running configuration: %s", err);
+		evcs_conf_free(nc);
+		return -1;
+	}
+	const char *ol = evcs_conf_get(core->conf, "http", "listen", "127.0.0.1:8080");
+	const char *nl = evcs_conf_get(nc, "http", "listen", "127.0.0.1:8080");
+	if (strcmp(ol, nl) != 0)
+		evcs_warn("core", "[http] listen changed to %s; takes effect at the next restart", nl);
+	evcs_conf_t *old = core->conf;
+	core->conf = nc;
+	evcs_plugins_reload(core);
+	evcs_conf_free(old);
+	evcs_event_t ev = {.size = sizeof ev, .type = EVCS_EV_CONFIG_RELOADED};
+	evcs_bus_publish(core->bus, &ev, "core");
+	evcs_notice("core", "configuration reloaded");
+	evcs_sd_notify("READY=1");
+	return 0;
+}
+
+int evcs_core_start(evcs_core_t *core, const char *conf_path, char *err, size_t errlen)
+{
+	core->conf_path = strdup(conf_path);
+	core->conf = evcs_conf_load(conf_path, err, errlen);
+	if (!core->conf)
+		return -1;
+	if (apply_logging(core->conf, err, errlen) < 0)
+		return -1;
+	long long workers, sto;
+	if (evcs_conf_int(core->conf, "core", "workers", 4, 1, 256, &workers, err, errlen) < 0 ||
+	    evcs_conf_int(core->conf, "core", "shutdown_timeout", 10000, 0, 600000, &sto, err,
+			  errlen) < 0)
+		return -1;
+	core->shutdown_timeout_ms = sto;
+	core->timezone = strdup(evcs_conf_get(core->conf, "core", "timezone", "Asia/Shanghai"));
+	core->base = event_base_new();
+	core->metrics = evcs_metrics_new();
+	if (!core->base || !core->metrics) {
+		snprintf(err, errlen, "cannot create the event loop");
+		return -1;
+	}
+	core->bus = evcs_bus_new(core->base);
+	core->workers = evcs_workers_new(core->base, (int)workers, 100000);
+	core->net = evcs_net_new(core);
+	core->store = evcs_store_new(core);
+	if (!core->bus || !core->workers || !core->net || !core->store) {
+		snprintf(err, errlen, "out of memory starting the core");
+		return -1;
+	}
+	evcs_core_set_ready(core, 0, "starting");
+	core->http = evcs_http_new(core, err, errlen);
+	if (!core->http)
+		return -1;
+	evcs_api_fill(&core->api);
+	if (evcs_plugins_load(core) < 0) {
+		snprintf(err, errlen, "a required plugin failed to load (see above)");
+		return -1;
+	}
+	static const int sigs[4] = {SIGTERM, SIGINT, SIGHUP, 0};
+	for (int i = 0; sigs[i]; i++) {
+		core->sig_ev[i] = evsignal_new(core->base, sigs[i], signal_cb, core);
+		evsignal_add(core->sig_ev[i], NULL);
+	}
+	signal(SIGPIPE, SIG_IGN);
+	evcs_core_set_ready(core, 1, NULL);
+	evcs_sd_notify("READY=1");
+	return 0;
+}
+
+void evcs_core_free(evcs_core_t *core)
+{
+	if (!core)
+		return;
+	if (core->base)
+		evcs_plugins_unload(core);
+	for (int i = 0; i < 4; i++)
+		if (core->sig_ev[i])
+			event_free(core->sig_ev[i]);
+	if (core->drain_timer)
+		event_free(core->drain_timer);
+	evcs_http_free(core->http);
+	evcs_net_free(core->net);
+	evcs_workers_free(core->workers);
+	evcs_store_free(core->store);
+	evcs_bus_free(core->bus);
+	evcs_metrics_free(core->metrics);
+	if (core->base)
+		event_base_free(core->base);
+	evcs_conf_free(core->conf);
+	free(core->conf_path);
+	free(core->timezone);
+	memset(core, 0, sizeof *core);
+}
