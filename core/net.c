@@ -300,11 +300,23 @@ evcs_listener_t *evcs_net_listen(evcs_net_t *n, struct evcs_plugin *owner,
 	l->owner = owner;
 	l->ud = ud;
 	struct sockaddr_storage ss;
-	int sslen = sizeof ss;
+	int sslen;
 	char spec[96];
 	snprintf(spec, sizeof spec, strchr(l->addr, ':') ? "[%s]:%d" : "%s:%d", l->addr, o->port);
-	if (evutil_parse_sockaddr_port(spec, (struct sockaddr *)&ss, &sslen) < 0) {
-		evcs_err(who, "listen: cannot parse address '%s'", spec);
+	memset(&ss, 0, sizeof ss);
+	/* built by hand: evutil_parse_sockaddr_port refuses port 0 (ephemeral) */
+	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+	if (evutil_inet_pton(AF_INET, l->addr, &s4->sin_addr) == 1) {
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons((uint16_t)o->port);
+		sslen = sizeof *s4;
+	} else if (evutil_inet_pton(AF_INET6, l->addr, &s6->sin6_addr) == 1) {
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)o->port);
+		sslen = sizeof *s6;
+	} else {
+		evcs_err(who, "listen: '%s' is not an IPv4 or IPv6 address", l->addr);
 		free(l);
 		return NULL;
 	}
