@@ -13,7 +13,7 @@
  * an error, not a silently ignored line. */
 static const char *const core_keys[] = {"log_level", "log_target", "workers", "plugin_dir",
 					"script_dir", "tenant_script_dir", "state_dir",
-					"timezone", "pid_file", "shutdown_timeout", NULL};
+					"timezone", "pid_file", "shutdown_timeout", "schema_dir", NULL};
 static const char *const http_keys[] = {"listen", "tls_cert", "tls_key", "max_body",
 					"timeout", NULL};
 static const char *const db_keys[] = {"host", "port", "socket", "user", "password", "name",

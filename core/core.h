@@ -57,8 +57,10 @@ typedef struct evcs_core {
 	char not_ready[160];     /* why /healthz says not ready */
 	struct event *sig_ev[4];
 	struct event *drain_timer;
+	struct event *health_timer;
 	long long shutdown_timeout_ms;
 	char *timezone;
+	void *api_state; /* api.c */
 } evcs_core_t;
 
 /* ---- net.c: listeners and connections for plugins ---- */
@@ -115,7 +117,17 @@ int evcs_plugin_probe(const char *dirs, const char *name, const char *file, char
 		      size_t errlen);
 const char *evcs_status_str(int status);
 
+/* ---- api.c: the operator REST API under /api/v1/ (needs core->db) ---- */
+int evcs_api_init(evcs_core_t *core);
+void evcs_api_free(evcs_core_t *core);
+
 /* ---- daemon.c ---- */
+/* [database] of a config as a db config (strings borrowed from conf). 0 when the
+ * section exists, -1 when there is none, -2 on a bad value (err set). */
+struct evcs_db_config;
+int evcs_core_db_config(const evcs_conf_t *conf, struct evcs_db_config *out, char *err,
+			size_t errlen);
+const char *evcs_core_schema_dir(const evcs_conf_t *conf);
 int evcs_core_start(evcs_core_t *core, const char *conf_path, char *err, size_t errlen);
 void evcs_core_shutdown(evcs_core_t *core); /* begin draining */
 void evcs_core_free(evcs_core_t *core);

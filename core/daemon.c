@@ -11,7 +11,9 @@
  * connections are untouched. An invalid file is reported and ignored.
  */
 #include "core.h"
+#include "db.h"
 #include "log.h"
+#include "script.h"
 #include "store.h"
 
 #include <errno.h>
@@ -74,6 +76,112 @@ static int apply_logging(const evcs_conf_t *conf, char *err, size_t errlen)
 }
 
 static void drain_check(evutil_socket_t fd, short what, void *arg);
+
+const char *evcs_core_schema_dir(const evcs_conf_t *conf)
+{
+	return evcs_conf_get(conf, "core", "schema_dir", EVCS_SCHEMADIR);
+}
+
+int evcs_core_db_config(const evcs_conf_t *conf, evcs_db_config_t *d, char *err, size_t errlen)
+{
+	memset(d, 0, sizeof *d);
+	if (!evcs_conf_section(conf, "database", NULL))
+		return -1;
+	long long port, pool, cto, qmax;
+	if (evcs_conf_int(conf, "database", "port", 3306, 0, 65535, &port, err, errlen) < 0 ||
+	    evcs_conf_int(conf, "database", "pool", 4, 1, 64, &pool, err, errlen) < 0 ||
+	    evcs_conf_int(conf, "database", "connect_timeout", 5, 1, 300, &cto, err, errlen) < 0 ||
+	    evcs_conf_int(conf, "database", "queue_max", 100000, 1, 10000000, &qmax, err, errlen) < 0)
+		return -2;
+	d->host = evcs_conf_get(conf, "database", "host", "127.0.0.1");
+	d->port = (unsigned)port;
+	d->socket = evcs_conf_get(conf, "database", "socket", NULL);
+	d->user = evcs_conf_get(conf, "database", "user", "evcs");
+	d->password = evcs_conf_get(conf, "database", "password", "");
+	d->name = evcs_conf_get(conf, "database", "name", "evcs");
+	d->pool = (int)pool;
+	d->connect_timeout_s = (int)cto;
+	d->queue_max = (int)qmax;
+	return 0;
+}
+
+static int64_t m_db(void *ud, int which)
+{
+	evcs_db_stats_t st;
+	evcs_db_stats((evcs_db_t *)ud, &st);
+	switch (which) {
+	case 0: return (int64_t)st.queue_depth;
+	case 1: return (int64_t)st.jobs_done;
+	case 2: return (int64_t)st.jobs_failed;
+	case 3: return st.latency_count ? (int64_t)(st.latency_us_sum / st.latency_count) : 0;
+	case 4: return st.connected;
+	case 5: return (int64_t)st.batch_rows_written;
+	case 6: return (int64_t)st.reconnects;
+	default: return (int64_t)st.jobs_rejected;
+	}
+}
+static int64_t m_db_depth(void *ud) { return m_db(ud, 0); }
+static int64_t m_db_done(void *ud) { return m_db(ud, 1); }
+static int64_t m_db_failed(void *ud) { return m_db(ud, 2); }
+static int64_t m_db_lat(void *ud) { return m_db(ud, 3); }
+static int64_t m_db_conn(void *ud) { return m_db(ud, 4); }
+static int64_t m_db_batch(void *ud) { return m_db(ud, 5); }
+static int64_t m_db_reconn(void *ud) { return m_db(ud, 6); }
+static int64_t m_db_rej(void *ud) { return m_db(ud, 7); }
+
+static void health_tick(evutil_socket_t fd, short what, void *arg)
+{
+	evcs_core_t *core = arg;
+	if (!core->db || core->draining)
+		return;
+	evcs_db_stats_t st;
+	evcs_db_stats(core->db, &st);
+	if (st.connected == 0)
+		evcs_core_set_ready(core, 0, "database unreachable");
+	else if (!core->ready)
+		evcs_core_set_ready(core, 1, "database connected");
+}
+
+/* Open the data layer: the schema must be exactly the one this build knows.
+ * An unreachable database is not fatal (chargers are still served, records
+ * wait un-acknowledged); a schema newer or older than ours is. */
+static int open_database(evcs_core_t *core, char *err, size_t errlen)
+{
+	evcs_db_config_t dc;
+	int r = evcs_core_db_config(core->conf, &dc, err, errlen);
+	if (r == -1) {
+		evcs_warn("core", "no [database] section: running without storage (piles cannot log in)");
+		return 0;
+	}
+	if (r < 0)
+		return -1;
+	int dbv = 0, codev = 0;
+	char why[512];
+	int sc = evcs_db_schema_check(&dc, evcs_core_schema_dir(core->conf), &dbv, &codev, why,
+				      sizeof why);
+	if (sc == EVCS_ENOTSUP || sc == EVCS_EINVAL) {
+		snprintf(err, errlen, "%s", why);
+		return -1;
+	}
+	if (sc == EVCS_EUNAVAIL)
+		evcs_warn("core", "database not reachable at start (%s); starting anyway and retrying", why);
+	else
+		evcs_notice("core", "database schema version %d", dbv);
+	if (evcs_db_open(&dc, core->base, &core->db) != EVCS_OK) {
+		snprintf(err, errlen, "cannot start the database layer");
+		return -1;
+	}
+	evcs_metrics_t *m = core->metrics;
+	evcs_metric_fn(m, "core", "evcs_db_queue_depth", "Database jobs waiting for a connection", EVCS_METRIC_GAUGE, m_db_depth, core->db);
+	evcs_metric_fn(m, "core", "evcs_db_jobs_total{outcome=\"ok\"}", "Database jobs completed", EVCS_METRIC_COUNTER, m_db_done, core->db);
+	evcs_metric_fn(m, "core", "evcs_db_jobs_total{outcome=\"failed\"}", "Database jobs completed", EVCS_METRIC_COUNTER, m_db_failed, core->db);
+	evcs_metric_fn(m, "core", "evcs_db_jobs_total{outcome=\"rejected\"}", "Database jobs completed", EVCS_METRIC_COUNTER, m_db_rej, core->db);
+	evcs_metric_fn(m, "core", "evcs_db_latency_avg_us", "Mean database job latency, submit to completion", EVCS_METRIC_GAUGE, m_db_lat, core->db);
+	evcs_metric_fn(m, "core", "evcs_db_connections", "Live database connections", EVCS_METRIC_GAUGE, m_db_conn, core->db);
+	evcs_metric_fn(m, "core", "evcs_db_batch_rows_total", "Rows written by batched inserts", EVCS_METRIC_COUNTER, m_db_batch, core->db);
+	evcs_metric_fn(m, "core", "evcs_db_reconnects_total", "Database reconnections", EVCS_METRIC_COUNTER, m_db_reconn, core->db);
+	return 0;
+}
 
 void evcs_core_shutdown(evcs_core_t *core)
 {
@@ -184,9 +292,33 @@ int evcs_core_start(evcs_core_t *core, const char *conf_path, char *err, size_t 
 		return -1;
 	}
 	evcs_core_set_ready(core, 0, "starting");
+	evcs_script_limits_t lim;
+	evcs_script_limits_default(&lim);
+	long long v;
+	if (evcs_conf_int(core->conf, "scripts", "memory_limit", (long long)lim.mem_bytes, 65536,
+			  1LL << 32, &v, err, errlen) < 0)
+		return -1;
+	lim.mem_bytes = (size_t)v;
+	if (evcs_conf_int(core->conf, "scripts", "instruction_limit", (long long)lim.instructions,
+			  1000, 1LL << 40, &v, err, errlen) < 0)
+		return -1;
+	lim.instructions = (uint64_t)v;
+	core->scripts = evcs_script_engine_new(&lim);
+	if (!core->scripts) {
+		snprintf(err, errlen, "cannot create the script engine");
+		return -1;
+	}
+	if (open_database(core, err, errlen) < 0)
+		return -1;
+	if (core->db)
+		evcs_store_register_builtin(core->store);
 	core->http = evcs_http_new(core, err, errlen);
 	if (!core->http)
 		return -1;
+	if (core->db && evcs_api_init(core) < 0) {
+		snprintf(err, errlen, "cannot start the operator API");
+		return -1;
+	}
 	evcs_api_fill(&core->api);
 	if (evcs_plugins_load(core) < 0) {
 		snprintf(err, errlen, "a required plugin failed to load (see above)");
@@ -198,6 +330,9 @@ int evcs_core_start(evcs_core_t *core, const char *conf_path, char *err, size_t 
 		evsignal_add(core->sig_ev[i], NULL);
 	}
 	signal(SIGPIPE, SIG_IGN);
+	core->health_timer = event_new(core->base, -1, EV_PERSIST, health_tick, core);
+	struct timeval ht = {1, 0};
+	event_add(core->health_timer, &ht);
 	evcs_core_set_ready(core, 1, NULL);
 	evcs_sd_notify("READY=1");
 	return 0;
@@ -214,10 +349,18 @@ void evcs_core_free(evcs_core_t *core)
 			event_free(core->sig_ev[i]);
 	if (core->drain_timer)
 		event_free(core->drain_timer);
+	if (core->health_timer)
+		event_free(core->health_timer);
+	if (core->db)
+		evcs_api_free(core);
 	evcs_http_free(core->http);
 	evcs_net_free(core->net);
 	evcs_workers_free(core->workers);
+	/* the data layer runs its last callbacks inside close: storage first */
+	if (core->db)
+		evcs_db_close(core->db);
 	evcs_store_free(core->store);
+	evcs_script_engine_free(core->scripts);
 	evcs_bus_free(core->bus);
 	evcs_metrics_free(core->metrics);
 	if (core->base)
