@@ -61,6 +61,7 @@ typedef struct evcs_core {
 	long long shutdown_timeout_ms;
 	char *timezone;
 	void *api_state; /* api.c */
+	struct scripting *scripting; /* scripting.c */
 } evcs_core_t;
 
 /* ---- net.c: listeners and connections for plugins ---- */

@@ -14,6 +14,7 @@
 #include "db.h"
 #include "log.h"
 #include "script.h"
+#include "scripting.h"
 #include "store.h"
 
 #include <errno.h>
@@ -310,6 +311,10 @@ int evcs_core_start(evcs_core_t *core, const char *conf_path, char *err, size_t 
 	}
 	if (open_database(core, err, errlen) < 0)
 		return -1;
+	if (evcs_scripting_init(core) < 0) {
+		snprintf(err, errlen, "cannot start tenant scripting");
+		return -1;
+	}
 	if (core->db)
 		evcs_store_register_builtin(core->store);
 	core->http = evcs_http_new(core, err, errlen);
@@ -360,6 +365,7 @@ void evcs_core_free(evcs_core_t *core)
 	if (core->db)
 		evcs_db_close(core->db);
 	evcs_store_free(core->store);
+	evcs_scripting_free(core);
 	evcs_script_engine_free(core->scripts);
 	evcs_bus_free(core->bus);
 	evcs_metrics_free(core->metrics);
