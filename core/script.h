@@ -168,8 +168,10 @@ typedef struct evcs_bill {
 const char *evcs_bill_kind_name(int kind); /* "energy", "service", ... */
 
 /* Bill as JSON (caller frees with free()): {"total":N,"total_yuan":"1.23456",
- * "energy_kwh":..., "items":[{kind,period,label,unit,qty,unit_price,amount}],
- * "tariff":{...}, "script_sha256":"..."}. NULL on allocation failure. */
+ * "energy_kwh":"30.0000", "period_kwh":{...}, "items":[{kind, period (name or
+ * null), label, unit, qty, unit_price, amount, amount_yuan}], "tariff_model":
+ * "0001", "tariff_slots":"48 digits 0-3", "script_sha256":"..."}; integers are
+ * raw units, *_yuan / *_kwh strings are exact decimals. NULL on ENOMEM. */
 char *evcs_bill_to_json(const evcs_bill_t *b);
 
 /* Tariff as JSON in the YKC codec's field names (model, sharp_elec_rate ...

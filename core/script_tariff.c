@@ -657,10 +657,12 @@ char *evcs_bill_to_json(const evcs_bill_t *b)
 		json_array_append_new(items, x);
 	}
 	json_object_set_new(o, "items", items);
-	char *t = evcs_tariff_to_json(&b->tariff);
-	json_t *tj = t ? json_loads(t, 0, NULL) : NULL;
-	free(t);
-	json_object_set_new(o, "tariff", tj ? tj : json_null());
+	json_object_set_new(o, "tariff_model", json_string(b->tariff.model));
+	char slots[EVCS_SLOTS + 1];
+	for (int i = 0; i < EVCS_SLOTS; i++)
+		slots[i] = (char)('0' + (b->tariff.slots[i] & 3));
+	slots[EVCS_SLOTS] = 0;
+	json_object_set_new(o, "tariff_slots", json_string(slots));
 	json_object_set_new(o, "script_sha256", json_string(b->script_sha256));
 	char *r = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	json_decref(o);
