@@ -362,7 +362,7 @@ int64_t evcs_event_get_int(const evcs_event_t *ev, const char *name, int64_t def
 int evcs_bus_pile_claim(evcs_bus_t *b, const char *owner, int64_t tenant, const char *pile,
 			evcs_cmd_handler h, void *ud)
 {
-	if (!pile || !*pile || !h)
+	if (!owner || !pile || !*pile || !h)
 		return EVCS_EINVAL;
 	struct claim *c = evcs_strmap_get(b->claims, pile);
 	if (c) {

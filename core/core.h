@@ -123,11 +123,8 @@ int evcs_api_init(evcs_core_t *core);
 void evcs_api_free(evcs_core_t *core);
 
 /* ---- daemon.c ---- */
-/* [database] of a config as a db config (strings borrowed from conf). 0 when the
- * section exists, -1 when there is none, -2 on a bad value (err set). */
-struct evcs_db_config;
-int evcs_core_db_config(const evcs_conf_t *conf, struct evcs_db_config *out, char *err,
-			size_t errlen);
+/* Where the SQL migrations are: $EVCS_SCHEMA_DIR, else [core] schema_dir, else the
+ * installed $(pkgdatadir)/schema. */
 const char *evcs_core_schema_dir(const evcs_conf_t *conf);
 int evcs_core_start(evcs_core_t *core, const char *conf_path, char *err, size_t errlen);
 void evcs_core_shutdown(evcs_core_t *core); /* begin draining */

@@ -80,30 +80,11 @@ static void drain_check(evutil_socket_t fd, short what, void *arg);
 
 const char *evcs_core_schema_dir(const evcs_conf_t *conf)
 {
+	/* the environment wins so a source tree can run without installing */
+	const char *env = getenv("EVCS_SCHEMA_DIR");
+	if (env && *env)
+		return env;
 	return evcs_conf_get(conf, "core", "schema_dir", EVCS_SCHEMADIR);
-}
-
-int evcs_core_db_config(const evcs_conf_t *conf, evcs_db_config_t *d, char *err, size_t errlen)
-{
-	memset(d, 0, sizeof *d);
-	if (!evcs_conf_section(conf, "database", NULL))
-		return -1;
-	long long port, pool, cto, qmax;
-	if (evcs_conf_int(conf, "database", "port", 3306, 0, 65535, &port, err, errlen) < 0 ||
-	    evcs_conf_int(conf, "database", "pool", 4, 1, 64, &pool, err, errlen) < 0 ||
-	    evcs_conf_int(conf, "database", "connect_timeout", 5, 1, 300, &cto, err, errlen) < 0 ||
-	    evcs_conf_int(conf, "database", "queue_max", 100000, 1, 10000000, &qmax, err, errlen) < 0)
-		return -2;
-	d->host = evcs_conf_get(conf, "database", "host", "127.0.0.1");
-	d->port = (unsigned)port;
-	d->socket = evcs_conf_get(conf, "database", "socket", NULL);
-	d->user = evcs_conf_get(conf, "database", "user", "evcs");
-	d->password = evcs_conf_get(conf, "database", "password", "");
-	d->name = evcs_conf_get(conf, "database", "name", "evcs");
-	d->pool = (int)pool;
-	d->connect_timeout_s = (int)cto;
-	d->queue_max = (int)qmax;
-	return 0;
 }
 
 static int64_t m_db(void *ud, int which)
@@ -149,12 +130,11 @@ static void health_tick(evutil_socket_t fd, short what, void *arg)
 static int open_database(evcs_core_t *core, char *err, size_t errlen)
 {
 	evcs_db_config_t dc;
-	int r = evcs_core_db_config(core->conf, &dc, err, errlen);
-	if (r == -1) {
+	if (!evcs_conf_section(core->conf, "database", NULL)) {
 		evcs_warn("core", "no [database] section: running without storage (piles cannot log in)");
 		return 0;
 	}
-	if (r < 0)
+	if (evcs_db_config_from_conf(core->conf, &dc, err, errlen) != 0)
 		return -1;
 	int dbv = 0, codev = 0;
 	char why[512];

@@ -8,7 +8,7 @@ PKGS="build-essential autoconf automake libtool pkgconf ca-certificates curl
  libcunit1-dev libssl-dev libjansson-dev
  mariadb-server mariadb-client
  clang libclang-rt-14-dev valgrind
- debhelper dh-autoreconf lintian fakeroot man-db groff-base"
+ dpkg-dev debhelper dh-autoreconf lintian fakeroot man-db groff-base socat systemd binutils adduser"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
