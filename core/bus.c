@@ -190,6 +190,8 @@ int evcs_bus_subscribe(evcs_bus_t *b, uint32_t type, int priority, evcs_bus_cb c
 	return EVCS_OK;
 }
 
+static void compact_all(evcs_bus_t *b);
+
 void evcs_bus_unsubscribe(evcs_sub_t *s)
 {
 	if (!s || s->dead)
@@ -197,25 +199,9 @@ void evcs_bus_unsubscribe(evcs_sub_t *s)
 	s->dead = 1;
 	s->bus->dirty = 1;
 	s->bus->st.subscribers--;
-	if (s->bus->depth == 0) {
-		/* compact now */
-		evcs_bus_t *b = s->bus;
-		struct sublist *l = &b->lists[s->type];
-		size_t w = 0;
-		for (size_t r = 0; r < l->n; r++) {
-			if (l->v[r]->dead) {
-				free(l->v[r]->owner);
-				free(l->v[r]);
-			} else {
-				l->v[w++] = l->v[r];
-			}
-		}
-		l->n = w;
-		b->dirty = 0;
-	}
+	if (s->bus->depth == 0)
+		compact_all(s->bus);
 }
-
-static void compact_all(evcs_bus_t *b);
 
 void evcs_bus_unsubscribe_owner(evcs_bus_t *b, const char *owner)
 {

@@ -22,6 +22,7 @@
  * Single-threaded per state; the struct evcs_sbx outlives its lua_State.
  */
 #include "script_sandbox.h"
+#include "bus.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -582,31 +583,13 @@ static int l_time(lua_State *L)
 }
 
 /* ---- events and alarms ----------------------------------------------------------- */
-static const char *const event_names[] = {
-    [EVCS_EV_PILE_ONLINE] = "pile_online",
-    [EVCS_EV_PILE_OFFLINE] = "pile_offline",
-    [EVCS_EV_GUN_STATUS] = "gun_status",
-    [EVCS_EV_METER_SAMPLE] = "meter_sample",
-    [EVCS_EV_SESSION_START] = "session_start",
-    [EVCS_EV_SESSION_STARTED] = "session_started",
-    [EVCS_EV_SESSION_STOPPED] = "session_stopped",
-    [EVCS_EV_TRANSACTION_CLOSED] = "transaction_closed",
-    [EVCS_EV_PAYMENT_SETTLED] = "payment_settled",
-    [EVCS_EV_ALARM_RAISED] = "alarm_raised",
-    [EVCS_EV_ALARM_CLEARED] = "alarm_cleared",
-    [EVCS_EV_COMMAND_REQUESTED] = "command_requested",
-    [EVCS_EV_PILE_FAULT] = "pile_fault",
-    [EVCS_EV_TARIFF_CHANGED] = "tariff_changed",
-    [EVCS_EV_CONFIG_RELOADED] = "config_reloaded",
-    [EVCS_EV_LOGIN_REFUSED] = "login_refused",
-};
-
 const char *evcs_script_event_name(uint32_t type)
 {
 	if (type == EVCS_SCRIPT_EV_TICK)
 		return "tick";
-	if (type < sizeof(event_names) / sizeof(event_names[0]))
-		return event_names[type];
+	/* one table of names for the bus, logs and scripts: bus.c's */
+	if (type > EVCS_EV_NONE && type < EVCS_EV__COUNT)
+		return evcs_event_name(type);
 	return NULL;
 }
 
