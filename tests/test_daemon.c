@@ -252,6 +252,99 @@ static void test_cli_flags(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "init failed"));
 }
 
+static int sh(const char *cmd, char *out, size_t cap)
+{
+	FILE *p = popen(cmd, "r");
+	size_t n = fread(out, 1, cap - 1, p);
+	out[n] = 0;
+	int st = pclose(p);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* evcsctl against the running daemon, offline, and with a plugin subcommand */
+static void test_evcsctl(void)
+{
+	write_conf("ctl", NULL);
+	pid_t pid = start_daemon();
+	CU_ASSERT_TRUE_FATAL(log_has("ready"));
+	char cmd[1024], out[16384];
+	snprintf(cmd, sizeof cmd, "%s --url http://127.0.0.1:%d health 2>&1", EVCSCTL_BIN, http_port);
+	CU_ASSERT_EQUAL(sh(cmd, out, sizeof out), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"status\": \"ready\""));
+	snprintf(cmd, sizeof cmd, "%s --url http://127.0.0.1:%d metrics 2>&1", EVCSCTL_BIN, http_port);
+	CU_ASSERT_EQUAL(sh(cmd, out, sizeof out), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "evcs_plugin_up{plugin=\"testplug\""));
+	/* a route that does not exist: non-zero exit, JSON error printed */
+	snprintf(cmd, sizeof cmd, "%s --url http://127.0.0.1:%d api GET /nowhere 2>&1", EVCSCTL_BIN, http_port);
+	CU_ASSERT_EQUAL(sh(cmd, out, sizeof out), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "not_found"));
+	kill(pid, SIGTERM);
+	CU_ASSERT_EQUAL(wait_exit(pid, 10), 0);
+	/* daemon gone: a clear error, exit 1 */
+	snprintf(cmd, sizeof cmd, "%s --url http://127.0.0.1:%d health 2>&1", EVCSCTL_BIN, http_port);
+	CU_ASSERT_EQUAL(sh(cmd, out, sizeof out), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "cannot reach"));
+
+	snprintf(cmd, sizeof cmd, "%s config check %s 2>&1", EVCSCTL_BIN, conf);
+	CU_ASSERT_EQUAL(sh(cmd, out, sizeof out), 0);
+	FILE *f = fopen(conf, "w");
+	fprintf(f, "[http]\nlisten = 1.2.3.4:5\nlisten = 1.2.3.4:6\n");
+	fclose(f);
+	CU_ASSERT_EQUAL(sh(cmd, out, sizeof out), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, ":3: duplicate key 'listen' (first at line 2)"));
+
+	snprintf(cmd, sizeof cmd, "EVCS_PLUGIN_DIR=%s %s testplug echo hello plugin 2>&1", TEST_PLUGIN_DIR, EVCSCTL_BIN);
+	CU_ASSERT_EQUAL(sh(cmd, out, sizeof out), 0);
+	CU_ASSERT_STRING_EQUAL(out, "hello plugin\n");
+	snprintf(cmd, sizeof cmd, "EVCS_PLUGIN_DIR=%s %s plugins 2>&1", TEST_PLUGIN_DIR, EVCSCTL_BIN);
+	CU_ASSERT_EQUAL(sh(cmd, out, sizeof out), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "evcsctl testplug"));
+	snprintf(cmd, sizeof cmd, "EVCS_PLUGIN_DIR=%s %s nosuchthing 2>&1", TEST_PLUGIN_DIR, EVCSCTL_BIN);
+	CU_ASSERT_EQUAL(sh(cmd, out, sizeof out), 2);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "unknown command 'nosuchthing'"));
+	snprintf(cmd, sizeof cmd, "%s --help 2>&1", EVCSCTL_BIN);
+	CU_ASSERT_EQUAL(sh(cmd, out, sizeof out), 0);
+	snprintf(cmd, sizeof cmd, "%s piles --help 2>&1", EVCSCTL_BIN);
+	CU_ASSERT_EQUAL(sh(cmd, out, sizeof out), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "evcsctl piles list"));
+}
+
+/* TLS on the core's HTTP server, with a throw-away self-signed certificate */
+static void test_tls(void)
+{
+	char cmd[1024], out[8192], cert[320], key[320];
+	snprintf(cert, sizeof cert, "%s/cert.pem", dir);
+	snprintf(key, sizeof key, "%s/key.pem", dir);
+	snprintf(cmd, sizeof cmd,
+		 "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 "
+		 "-keyout %s -out %s >/dev/null 2>&1", key, cert);
+	CU_ASSERT_EQUAL_FATAL(system(cmd), 0);
+	FILE *f = fopen(conf, "w");
+	fprintf(f, "[core]\nlog_level = info\n[http]\nlisten = 127.0.0.1:%d\ntls_cert = %s\ntls_key = %s\n",
+		http_port, cert, key);
+	fclose(f);
+	pid_t pid = start_daemon();
+	CU_ASSERT_TRUE_FATAL(log_has("(TLS)"));
+	snprintf(cmd, sizeof cmd, "curl -s --cacert %s https://127.0.0.1:%d/healthz", cert, http_port);
+	CU_ASSERT_EQUAL(sh(cmd, out, sizeof out), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"status\":\"ready\""));
+	/* plain HTTP on the TLS port gets nothing useful */
+	snprintf(cmd, sizeof cmd, "curl -s -m 3 http://127.0.0.1:%d/healthz", http_port);
+	sh(cmd, out, sizeof out);
+	CU_ASSERT_PTR_NULL(strstr(out, "ready"));
+	kill(pid, SIGTERM);
+	CU_ASSERT_EQUAL(wait_exit(pid, 10), 0);
+	/* a key that does not match is refused at start with a clear reason */
+	f = fopen(conf, "w");
+	fprintf(f, "[http]\nlisten = 127.0.0.1:%d\ntls_cert = %s\ntls_key = %s\n", http_port, cert, conf);
+	fclose(f);
+	snprintf(cmd, sizeof cmd, "%s -f -c %s 2>&1", EVCSD_BIN, conf);
+	CU_ASSERT_EQUAL(sh(cmd, out, sizeof out), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "TLS certificate/key"));
+	unlink(cert);
+	unlink(key);
+}
+
 static int setup(void)
 {
 	snprintf(dir, sizeof dir, "/tmp/evcs-test-daemon-%d", (int)getpid());
@@ -277,6 +370,8 @@ static void reg(void)
 	CU_pSuite s = CU_add_suite("daemon", setup, teardown);
 	EVCS_ADD(s, test_daemon_lifecycle);
 	EVCS_ADD(s, test_cli_flags);
+	EVCS_ADD(s, test_evcsctl);
+	EVCS_ADD(s, test_tls);
 }
 
 EVCS_TEST_MAIN(reg)

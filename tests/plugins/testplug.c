@@ -109,6 +109,22 @@ static void tp_reload(evcs_plugin_t *p)
 	       A->config_get(p, "greeting") ? A->config_get(p, "greeting") : "(none)");
 }
 
+/* `evcsctl testplug ARGS`: proves plugin subcommands reach evcsctl */
+static int tp_cli(int argc, char **argv)
+{
+	if (argc > 1 && strcmp(argv[1], "--help") == 0) {
+		printf("Usage: evcsctl testplug echo WORDS...\n");
+		return 0;
+	}
+	if (argc < 2 || strcmp(argv[1], "echo") != 0) {
+		fprintf(stderr, "testplug: unknown subcommand\n");
+		return 2;
+	}
+	for (int i = 2; i < argc; i++)
+		printf("%s%s", argv[i], i + 1 < argc ? " " : "\n");
+	return 0;
+}
+
 static const evcs_plugin_info_t info = {
     .size = sizeof info,
 #ifdef TP_WRONG_ABI
@@ -123,6 +139,9 @@ static const evcs_plugin_info_t info = {
     .init = tp_init,
     .cleanup = tp_cleanup,
     .reload = tp_reload,
+    .cli_name = "testplug",
+    .cli_summary = "test plugin subcommand",
+    .cli_main = tp_cli,
 };
 EVCS_PLUGIN_DECLARE(info)
 #else
