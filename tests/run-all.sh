@@ -63,6 +63,20 @@ if [ "${EVCS_QUICK:-0}" != 1 ]; then
 	}
 	run_step "ASan+UBSan make check" asan_check
 
+	valgrind_check() {
+		cd _build/main || return 1
+		rc=0
+		for t in tests/test_core tests/test_script tests/test_ykc_codec tests/test_cec_proto tests/test_cec_model; do
+			[ -x "$t" ] || continue
+			echo "valgrind $t"
+			valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+				--show-leak-kinds=definite "$t" >/dev/null 2>"$t.valgrind" || { rc=1; cat "$t.valgrind"; }
+		done
+		cd "$top"
+		return $rc
+	}
+	run_step "valgrind (memcheck) on the in-process suites" valgrind_check
+
 	if [ -x tests/fuzz/run-fuzz.sh ]; then
 		run_step "fuzz YKC splitter and decoder (${FUZZ_SECONDS}s)" tests/fuzz/run-fuzz.sh "$FUZZ_SECONDS"
 	fi
