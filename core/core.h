@@ -62,6 +62,7 @@ typedef struct evcs_core {
 	char *timezone;
 	void *api_state; /* api.c */
 	struct scripting *scripting; /* scripting.c */
+	struct ops_state *store_ops; /* store_ops.c */
 } evcs_core_t;
 
 /* ---- net.c: listeners and connections for plugins ---- */

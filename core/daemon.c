@@ -295,8 +295,10 @@ int evcs_core_start(evcs_core_t *core, const char *conf_path, char *err, size_t 
 		snprintf(err, errlen, "cannot start tenant scripting");
 		return -1;
 	}
-	if (core->db)
+	if (core->db) {
 		evcs_store_register_builtin(core->store);
+		evcs_store_register_cec(core->store);
+	}
 	core->http = evcs_http_new(core, err, errlen);
 	if (!core->http)
 		return -1;
@@ -341,9 +343,12 @@ void evcs_core_free(evcs_core_t *core)
 	evcs_http_free(core->http);
 	evcs_net_free(core->net);
 	evcs_workers_free(core->workers);
-	/* the data layer runs its last callbacks inside close: storage first */
-	if (core->db)
+	/* batches flush into the data layer, which runs its last callbacks inside
+	 * close: storage first, then the database */
+	if (core->db) {
+		evcs_store_builtin_free(core->store);
 		evcs_db_close(core->db);
+	}
 	evcs_store_free(core->store);
 	evcs_scripting_free(core);
 	evcs_script_engine_free(core->scripts);

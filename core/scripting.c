@@ -128,14 +128,16 @@ static void alarm_submit(evcs_core_t *core, int64_t tenant, const char *pile, in
 	int r;
 	if (raise) {
 		/* INSERT IGNORE: the open-alarm key makes a repeat of an open alarm a no-op */
-		evcs_db_param_t p[] = {EVCS_DB_INT(tenant), EVCS_DB_STR(j->pile), EVCS_DB_INT(gun),
-				       EVCS_DB_STR(j->code), EVCS_DB_STR(j->severity),
-				       EVCS_DB_STR(j->message), EVCS_DB_STR(j->source)};
+		/* the tenant is bound by the data layer at the marker; the composite
+		 * foreign key (tenant_id, pile_id) refuses another tenant's pile */
+		evcs_db_param_t p[] = {EVCS_DB_STR(j->pile), EVCS_DB_INT(gun), EVCS_DB_STR(j->code),
+				       EVCS_DB_STR(j->severity), EVCS_DB_STR(j->message),
+				       EVCS_DB_STR(j->source)};
 		r = evcs_db_query(core->db, tenant,
 				  "INSERT IGNORE INTO alarms SET tenant_id = ?, "
-				  "pile_id = (SELECT p.id FROM piles p WHERE p.tenant_id = alarms.tenant_id AND p.serial = ?), "
+				  "pile_id = (SELECT p.id FROM piles p WHERE p.serial = ?), "
 				  "gun_no = ?, code = ?, severity = ?, message = ?, source = ?",
-				  p, 7, 0, alarm_stored, j);
+				  p, 6, 0, alarm_stored, j);
 	} else {
 		evcs_db_param_t p[] = {EVCS_DB_STR(j->code), EVCS_DB_INT(gun), EVCS_DB_STR(j->pile)};
 		r = evcs_db_query(core->db, tenant,

@@ -38,5 +38,9 @@ struct evcs_core *evcs_store_core(evcs_store_t *s);
 void evcs_store_drop_owner(evcs_store_t *s, const char *owner);
 /* Register the built-in operations (store_ops.c); needs core->db. */
 void evcs_store_register_builtin(evcs_store_t *s);
+/* Flush and free the built-in operations' write batches (before evcs_db_close). */
+void evcs_store_builtin_free(evcs_store_t *s);
+/* Register the CEC interconnect operations (store_cec.c, "cec.*"); needs core->db. */
+void evcs_store_register_cec(evcs_store_t *s);
 
 #endif
