@@ -292,9 +292,9 @@ static int each_plugin(plugin_visit visit, void *ud)
 			char path[2048], err[512];
 			const evcs_plugin_info_t *info;
 			void *h;
-			snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-			if (evcs_plugin_probe(dir, de->d_name, path, path, sizeof path, &info, &h, err,
-					      sizeof err) != EVCS_OK)
+			/* probe by file name inside this one directory (relative dirs work too) */
+			if (evcs_plugin_probe(dir, de->d_name, de->d_name, path, sizeof path, &info, &h,
+					      err, sizeof err) != EVCS_OK)
 				continue;
 			int r = visit(path, info, h, ud);
 			if (r) {

@@ -296,6 +296,26 @@ static void test_evcsctl(void)
 	snprintf(cmd, sizeof cmd, "EVCS_PLUGIN_DIR=%s %s testplug echo hello plugin 2>&1", TEST_PLUGIN_DIR, EVCSCTL_BIN);
 	CU_ASSERT_EQUAL(sh(cmd, out, sizeof out), 0);
 	CU_ASSERT_STRING_EQUAL(out, "hello plugin\n");
+	/* a relative plugin directory works as well */
+	snprintf(cmd, sizeof cmd, "cd %s/.. && EVCS_PLUGIN_DIR=.libs %s testplug echo rel 2>&1", TEST_PLUGIN_DIR, EVCSCTL_BIN);
+	CU_ASSERT_EQUAL(sh(cmd, out, sizeof out), 0);
+	CU_ASSERT_STRING_EQUAL(out, "rel\n");
+#ifdef YKC_PLUGIN_DIR
+	/* the YKC plugin's subcommand: the reference's own example frame and stream */
+	snprintf(cmd, sizeof cmd, "EVCS_PLUGIN_DIR=%s %s ykc decode '68 0D 07 00 00 03 32 01 06 00 01 92 36 01 00 E2 E8' 2>&1",
+		 YKC_PLUGIN_DIR, EVCSCTL_BIN);
+	CU_ASSERT_EQUAL(sh(cmd, out, sizeof out), 0);
+	CU_ASSERT_STRING_EQUAL(out, "{\"frame_type\":\"0x03\",\"name\":\"heartbeat\",\"direction\":\"pile->platform\","
+				    "\"seq_hex\":\"0700\",\"encrypted\":false,\"crc_ok\":true,\"crc_order\":\"le\","
+				    "\"body_length\":9,\"fields\":{\"pile\":\"32010600019236\",\"gun\":\"01\",\"gun_state\":0}}\n");
+	snprintf(cmd, sizeof cmd, "echo 'FF 00 680D0700000332010600019236 0100E2E8 680D070000' | EVCS_PLUGIN_DIR=%s %s ykc split 2>&1",
+		 YKC_PLUGIN_DIR, EVCSCTL_BIN);
+	CU_ASSERT_EQUAL(sh(cmd, out, sizeof out), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"skipped_bytes\":2,\"leftover_bytes\":5,\"leftover_hex\":\"680D070000\"}"));
+	snprintf(cmd, sizeof cmd, "EVCS_PLUGIN_DIR=%s %s ykc decode 6802 2>/dev/null", YKC_PLUGIN_DIR, EVCSCTL_BIN);
+	CU_ASSERT_EQUAL(sh(cmd, out, sizeof out), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"error\":\"truncated\""));
+#endif
 	snprintf(cmd, sizeof cmd, "EVCS_PLUGIN_DIR=%s %s plugins 2>&1", TEST_PLUGIN_DIR, EVCSCTL_BIN);
 	CU_ASSERT_EQUAL(sh(cmd, out, sizeof out), 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "evcsctl testplug"));
