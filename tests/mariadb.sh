@@ -67,12 +67,14 @@ port_free() {
 }
 
 pick_port() {
-	# Spread by pid so parallel test runs rarely collide; verified free below.
-	p=$(( 20000 + ($$ * 7 + $(date +%s)) % 30000 ))
+	# Below Linux's ephemeral range (32768+), so no client socket of the tests can
+	# hold the port by chance; spread by pid and time so parallel runs rarely
+	# collide; verified free below, and do_start retries on a bind failure anyway.
+	p=$(( 12000 + ($$ * 7 + $(date +%s)) % 20000 ))
 	n=0
 	while [ $n -lt 200 ]; do
 		if port_free "$p"; then echo "$p"; return 0; fi
-		p=$(( p + 1 )); [ $p -lt 60000 ] || p=20000
+		p=$(( p + 1 )); [ $p -lt 32000 ] || p=12000
 		n=$((n + 1))
 	done
 	die "no free TCP port found"
@@ -99,25 +101,41 @@ do_start() {
 			>"$DIR/install.log" 2>&1 || { cat "$DIR/install.log" >&2; die "mariadb-install-db failed"; }
 		fresh=1
 	fi
+	keep_port=0
+	[ -s "$DIR/port" ] && keep_port=1 # a restart comes back at the same address
 	[ -s "$DIR/port" ] || pick_port >"$DIR/port"
-	port=$(cat "$DIR/port")
-	rm -f "$SOCK" "$PIDFILE"
-	# setsid: the server must outlive the shell (and process group) that started it, e.g.
-	# a restart issued by a test through system().
-	setsid "$MARIADBD" --no-defaults $userarg --datadir="$DIR/data" --socket="$SOCK" \
-		--port="$port" --bind-address=127.0.0.1 --pid-file="$PIDFILE" \
-		--log-error="$DIR/error.log" --innodb-buffer-pool-size=64M \
-		--innodb-log-file-size=32M --max-connections=200 --skip-name-resolve \
-		--character-set-server=utf8mb4 --collation-server=utf8mb4_unicode_ci \
-		</dev/null >>"$DIR/stdout.log" 2>&1 &
-	i=0
-	while ! alive; do
-		i=$((i + 1))
-		if [ $i -gt 300 ]; then
-			tail -n 30 "$DIR/error.log" >&2 || true
-			die "server did not answer within 30 s (log: $DIR/error.log)"
-		fi
-		sleep 0.1
+	attempt=0
+	while :; do
+		attempt=$((attempt + 1))
+		port=$(cat "$DIR/port")
+		rm -f "$SOCK" "$PIDFILE"
+		: >"$DIR/error.log"
+		# setsid: the server must outlive the shell (and process group) that started it,
+		# e.g. a restart issued by a test through system().
+		setsid "$MARIADBD" --no-defaults $userarg --datadir="$DIR/data" --socket="$SOCK" \
+			--port="$port" --bind-address=127.0.0.1 --pid-file="$PIDFILE" \
+			--log-error="$DIR/error.log" --innodb-buffer-pool-size=64M \
+			--innodb-log-file-size=32M --max-connections=200 --skip-name-resolve \
+			--character-set-server=utf8mb4 --collation-server=utf8mb4_unicode_ci \
+			</dev/null >>"$DIR/stdout.log" 2>&1 &
+		i=0
+		while ! alive; do
+			i=$((i + 1))
+			# the port was taken between the check and the bind: try again
+			if grep -q "Address already in use" "$DIR/error.log" 2>/dev/null; then
+				break
+			fi
+			if [ $i -gt 300 ]; then
+				tail -n 30 "$DIR/error.log" >&2 || true
+				die "server did not answer within 30 s (log: $DIR/error.log)"
+			fi
+			sleep 0.1
+		done
+		alive && break
+		[ $attempt -lt 10 ] || { tail -n 30 "$DIR/error.log" >&2; die "no port to bind after $attempt attempts"; }
+		echo "mariadb.sh: port $port busy, retrying" >&2
+		sleep 0.5
+		[ $keep_port -eq 1 ] || pick_port >"$DIR/port"
 	done
 	if [ $fresh -eq 1 ]; then
 		root_sql "CREATE DATABASE IF NOT EXISTS \`$DB_NAME\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;

@@ -1187,10 +1187,15 @@ static void http_handler(evcs_http_req_t *req, void *ud)
 	}
 	int ret = evcs_cec_accept(body ? body : "", len, c->api->http_header(req, "Authorization"),
 				  iface == CEC_IF_QUERY_TOKEN, lookup_partner, &l, tokens, cec_now_ms() / 1000, &r->in);
-	if (ret == CEC_RET_BIZ && !r->in.have_partner && l.matches > 1)
-		snprintf(r->in.st.msg, sizeof r->in.st.msg,
-			 "OperatorID %s is configured for several operators: use %s<OurOperatorID>/%s",
-			 r->in.req.operator_id, c->prefix, path);
+	if (ret == CEC_RET_BIZ && !r->in.have_partner && l.matches > 1) {
+		/* a cut message is acceptable here; using the result keeps
+		 * -Wformat-truncation quiet at every optimisation level */
+		int n = snprintf(r->in.st.msg, sizeof r->in.st.msg,
+				 "OperatorID %s is configured for several operators: use %s<OurOperatorID>/%s",
+				 r->in.req.operator_id, c->prefix, path);
+		if (n < 0)
+			r->in.st.msg[0] = 0;
+	}
 	if (ret) {
 		r->pt = l.found;
 		rq_reply(r, ret, r->in.st.msg, NULL);
