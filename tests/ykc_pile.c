@@ -22,6 +22,12 @@ long long ykc_pile_now_ms(void)
 int ykc_pile_connect(struct ykc_pile *p, int port, const char *pile, enum evcs_ykc_crc_order crc,
 		     void (*pump)(void *), void *ud)
 {
+	return ykc_pile_connect_from(p, NULL, port, pile, crc, pump, ud);
+}
+
+int ykc_pile_connect_from(struct ykc_pile *p, const char *src, int port, const char *pile,
+			  enum evcs_ykc_crc_order crc, void (*pump)(void *), void *ud)
+{
 	memset(p, 0, sizeof *p);
 	p->fd = -1;
 	snprintf(p->pile, sizeof p->pile, "%s", pile);
@@ -35,6 +41,15 @@ int ykc_pile_connect(struct ykc_pile *p, int port, const char *pile, enum evcs_y
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	if (src) {
+		struct sockaddr_in la = {.sin_family = AF_INET};
+		if (inet_pton(AF_INET, src, &la.sin_addr) != 1 ||
+		    bind(fd, (struct sockaddr *)&la, sizeof la) < 0) {
+			fprintf(stderr, "ykc_pile: bind to %s: %s\n", src, strerror(errno));
+			close(fd);
+			return -1;
+		}
+	}
 	if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
 		fprintf(stderr, "ykc_pile: connect to %d: %s\n", port, strerror(errno));
 		close(fd);
@@ -93,6 +108,25 @@ int ykc_pile_send(struct ykc_pile *p, const struct evcs_ykc_msg *m, const uint8_
 	if (n < 0)
 		return -1;
 	return ykc_pile_send_raw(p, buf, (size_t)n) < 0 ? -1 : n;
+}
+
+int ykc_pile_send_enc(struct ykc_pile *p, const struct evcs_ykc_msg *m, const uint8_t seq[2], uint8_t enc)
+{
+	uint8_t body[EVCS_YKC_MAX_BODY], buf[EVCS_YKC_MAX_FRAME], sq[2];
+	const char *bad = NULL;
+	int n = evcs_ykc_encode_body(m, body, sizeof body, &bad);
+	if (n < 0) {
+		fprintf(stderr, "ykc_pile: encode 0x%02X failed at %s\n", m->type, bad ? bad : "?");
+		return -1;
+	}
+	if (seq)
+		memcpy(sq, seq, 2);
+	else
+		evcs_ykc_seq_from_counter(p->seq++, sq);
+	int f = evcs_ykc_frame_build(buf, sizeof buf, sq, enc, m->type, body, (size_t)n, p->crc);
+	if (f < 0)
+		return -1;
+	return ykc_pile_send_raw(p, buf, (size_t)f) < 0 ? -1 : f;
 }
 
 /* Read what is available and split it into queued frames. */
@@ -176,6 +210,12 @@ int ykc_pile_wait(struct ykc_pile *p, uint8_t type, int timeout_ms, struct evcs_
 		else
 			usleep(2000);
 	}
+}
+
+int ykc_pile_is_open(struct ykc_pile *p)
+{
+	pile_read(p);
+	return p->fd >= 0 && !p->eof;
 }
 
 void ykc_pile_tick(struct ykc_pile *p)

@@ -45,6 +45,12 @@ struct ykc_pile {
 long long ykc_pile_now_ms(void);
 int ykc_pile_connect(struct ykc_pile *p, int port, const char *pile, enum evcs_ykc_crc_order crc,
 		     void (*pump)(void *), void *ud);
+/* As ykc_pile_connect, from the loopback source address src ("127.0.0.2"; NULL = any), so a
+ * test can play several remote hosts against per-address limits. */
+int ykc_pile_connect_from(struct ykc_pile *p, const char *src, int port, const char *pile,
+			  enum evcs_ykc_crc_order crc, void (*pump)(void *), void *ud);
+/* 1 while the server has not closed the connection (reads what arrived; never pumps). */
+int ykc_pile_is_open(struct ykc_pile *p);
 void ykc_pile_close(struct ykc_pile *p);
 int ykc_pile_send_raw(struct ykc_pile *p, const void *b, size_t n);
 /* Encode and send; seq NULL = the pile's own counter (little-endian); out (may be NULL) gets the
@@ -52,6 +58,8 @@ int ykc_pile_send_raw(struct ykc_pile *p, const void *b, size_t n);
 int ykc_pile_build(struct ykc_pile *p, const struct evcs_ykc_msg *m, const uint8_t seq[2],
 		   uint8_t *out, size_t cap);
 int ykc_pile_send(struct ykc_pile *p, const struct evcs_ykc_msg *m, const uint8_t seq[2]);
+/* As ykc_pile_send with the encryption flag byte set to enc (§2.3). */
+int ykc_pile_send_enc(struct ykc_pile *p, const struct evcs_ykc_msg *m, const uint8_t seq[2], uint8_t enc);
 /* Next frame of `type` (0 = any) within timeout_ms, decoded into m (may be NULL) with the
  * receive details in rx (may be NULL). Returns 0, or -1 on timeout / connection closed. */
 int ykc_pile_wait(struct ykc_pile *p, uint8_t type, int timeout_ms, struct evcs_ykc_msg *m,

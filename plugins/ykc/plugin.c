@@ -1282,17 +1282,24 @@ static void on_generic_answer(struct sess *s, const struct evcs_ykc_frame *f, co
 		LOG(s, EVCS_LOG_DEBUG, "unsolicited 0x%02X ignored", f->type);
 		return;
 	}
-	if (f->type == 0x57 && m->u.pile_result.result == 1)
+	if (f->type == 0x57 && m->u.pile_result.result == 1) {
 		memcpy(s->pile_model, s->tariff.model, sizeof s->pile_model);
+		s->push_pending = 0; /* the pile has our model: an earlier refusal needs no retry */
+	}
 	if (pc->kind == PK_TARIFF && f->type == 0x57 && m->u.pile_result.result != 1)
 		s->push_pending = 1;
 	if (pc->cmd) {
+		/* each answer's own "failed" encoding (ykc.md §4): the result byte sits at a different
+		 * offset per layout, and 0x41/0x93 use 0 for success */
 		int refused = 0;
-		if ((f->type == 0x57 || f->type == 0x51 || f->type == 0x91 || f->type == 0xF1 ||
-		     f->type == 0x63) && m->u.pile_result.result == 0)
-			refused = 1;
-		if (f->type == 0x35 && m->u.remote_stop_reply.result == 0)
-			refused = 1;
+		switch (f->type) {
+		case 0x51: case 0x57: case 0x91: case 0xF1: refused = m->u.pile_result.result == 0; break;
+		case 0x63: refused = m->u.ground_lock_reply.result == 0; break;
+		case 0x35: refused = m->u.remote_stop_reply.result == 0; break;
+		case 0x43: refused = m->u.card_sync_reply.result == 0; break;
+		case 0x41: refused = m->u.balance_reply.result != 0; break;
+		case 0x93: refused = m->u.upgrade_reply.status != 0; break;
+		}
 		cmd_reply_json(pc->cmd, refused ? EVCS_EREFUSED : EVCS_OK, answer_json(m, f->type, s->proto));
 	}
 	pcmd_release(pc);
@@ -1754,7 +1761,21 @@ static int cmd_start(struct sess *s, evcs_cmd_t *cmd, const evcs_command_t *c, j
 		cmd_fail(cmd, EVCS_EINVAL, "physical_card: 16 hex digits expected");
 		return EVCS_OK;
 	}
-	if (next_trade(s, gn, pc->trade_no) < 0) {
+	/* A caller that already recorded the order (the CEC plugin's pending session) passes its
+	 * transaction number; the pile must carry that one so session.create below finds that row
+	 * instead of adding a second. It must be ours to send: 32 digits, this pile and gun first. */
+	const char *given = json_string_value(json_object_get(a, "trade_no"));
+	char gs[3];
+	gun_str(gs, gn);
+	if (given && (strlen(given) != 32 || strspn(given, "0123456789") != 32 || strncmp(given, s->pile, 14) != 0 ||
+		      strncmp(given + 14, gs, 2) != 0)) {
+		pcmd_release(pc);
+		cmd_fail(cmd, EVCS_EINVAL, "trade_no: 32 digits starting with the pile and gun expected");
+		return EVCS_OK;
+	}
+	if (given)
+		memcpy(pc->trade_no, given, 33);
+	else if (next_trade(s, gn, pc->trade_no) < 0) {
 		pcmd_release(pc);
 		cmd_fail(cmd, EVCS_EBUSY, "trade-number counter exhausted this second");
 		return EVCS_OK;
@@ -1767,6 +1788,8 @@ static int cmd_start(struct sess *s, evcs_cmd_t *cmd, const evcs_command_t *c, j
 			memcpy(pc->parallel_no, pc->trade_no + 16, 12); /* yyMMddHHmmss */
 	}
 	const char *mode = json_string_value(json_object_get(a, "start_mode"));
+	if (!mode)
+		mode = json_string_value(json_object_get(a, "mode")); /* the CEC plugin's spelling */
 	int64_t op = json_integer_value(json_object_get(a, "operator_user_id"));
 	if (!mode)
 		mode = op > 0 ? "operator" : "app";
@@ -2179,11 +2202,13 @@ static void ykc_cleanup(evcs_plugin_t *p)
 			s = s->next;
 		if (!s)
 			break;
+		s->refs++; /* on_close may drop the last reference: keep s readable until we looked */
 		api->conn_close(s->c, 0, "plugin unloaded");
 		if (!s->closed) { /* not closed at once: make sure it never calls back into us */
 			api->conn_set_data(s->c, NULL);
 			s->closed = 1;
 		}
+		sess_unref(s);
 	}
 	while (y->all) {
 		struct sess *s = y->all;
