@@ -922,7 +922,12 @@ static void op_session_create(evcs_store_t *s, evcs_store_call_t *call, json_t *
 	    "gun_no = ?, trade_no = ?, state = 'starting', start_mode = ?, driver_id = ?, card_id = ?, "
 	    "physical_card = ?, vin = LEFT(?, 17), operator_user_id = ?, partner_id = ?, partner_seq = ?, "
 	    "tariff_id = ?, bill = ?, requested_ms = ? "
-	    "ON DUPLICATE KEY UPDATE id = LAST_INSERT_ID(id)",
+	    /* the row may exist already: a retry, or an order recorded 'pending' by its requester
+	     * (a CEC partner's start) that the protocol plugin now sends; that one moves on to
+	     * starting and takes the tariff it starts under */
+	    "ON DUPLICATE KEY UPDATE id = LAST_INSERT_ID(id), "
+	    "state = IF(state = 'pending', 'starting', state), "
+	    "tariff_id = COALESCE(tariff_id, VALUES(tariff_id)), bill = COALESCE(bill, VALUES(bill))",
 	    p, 17, EVCS_DB_IDEMPOTENT, session_create_done, o);
 	free(bill);
 	if (rc != EVCS_OK) {
@@ -1493,8 +1498,10 @@ static void rec_read_done(int st, const evcs_db_result_t *res, size_t nres, cons
 	r->total_kwh = opt_int(rec, "total_kwh", 0);
 	json_t *billj = NULL;
 	int priced = 0;
-	if (tp.found && tp.script && core->scripts &&
-	    evcs_script_digest(core->scripts, tenant, "tariff")) {
+	/* Price through the tenant's tariff script whenever one is loaded (the shipped
+	 * default implements 尖峰平谷 over the snapshot), so every stored bill is a list
+	 * of line items; the plain rates are the fallback when no script is there. */
+	if (tp.found && core->scripts && evcs_script_digest(core->scripts, tenant, "tariff")) {
 		evcs_session_t sess = {0};
 		sess.tenant_id = tenant;
 		sess.pile = serial;

@@ -34,7 +34,7 @@
 
 #define PLUGIN_VERSION "1.0"
 #define MAX_LISTENERS 8
-#define MAX_PCMD 16  /* commands in flight per connection */
+#define MAX_PCMD 8   /* commands in flight per connection (more: EVCS_EBUSY) */
 #define MAX_REQ 8    /* storage calls awaiting an answer to the pile, per connection */
 #define MAX_GUNS 99
 #define PILE_BUCKETS 65536u
@@ -128,7 +128,9 @@ struct sess {
 	struct gun *guns;
 	int have_tariff;
 	struct evcs_ykc_tariff tariff; /* wire form, pile field set at send time */
-	char tariff_json[1400];        /* storage form, the snapshot given to session.create */
+	char *tariff_json;             /* storage form, the snapshot given to session.create;
+					* on the heap: most of a connection's life it is not needed
+					* at this size, and per-connection memory is the scale limit */
 	char pile_model[5];            /* model the pile reported (0x05) or accepted (0x57) */
 	int push_pending;              /* a 0x58 waits for the pile to be idle */
 	int tariff_fetching;
@@ -405,6 +407,7 @@ static void sess_unref(struct sess *s)
 	if (s->next)
 		s->next->prev = s->prev;
 	free(s->guns);
+	free(s->tariff_json);
 	free(s);
 }
 
@@ -556,12 +559,12 @@ static int tariff_load(struct sess *s, json_t *t)
 	for (int i = 0; i < 48; i++)
 		w.slots[i] = (uint8_t)(json_integer_value(json_array_get(sl, (size_t)i)) & 3);
 	char *js = json_dumps(t, JSON_COMPACT);
-	if (!js || strlen(js) >= sizeof s->tariff_json) {
+	if (!js || strlen(js) > 4096) {
 		free(js);
 		return -1;
 	}
-	snprintf(s->tariff_json, sizeof s->tariff_json, "%s", js);
-	free(js);
+	free(s->tariff_json);
+	s->tariff_json = js;
 	s->tariff = w;
 	s->have_tariff = 1;
 	return 0;
@@ -2217,6 +2220,7 @@ static void ykc_cleanup(evcs_plugin_t *p)
 			if (s->pcmd[i].timer)
 				api->timer_del(s->pcmd[i].timer);
 		free(s->guns);
+		free(s->tariff_json);
 		free(s);
 	}
 	if (y->tariff_sub)
