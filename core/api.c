@@ -54,6 +54,9 @@ static const api_route_t routes[] = {
     {"PATCH", "/api/v1/piles/{pile_id}", OP, 0, api_crud_update, &api_res_piles},
     {"DELETE", "/api/v1/piles/{pile_id}", OP, 0, api_crud_delete, &api_res_piles},
     {"POST", "/api/v1/piles/{serial}/commands", OP, 0, api_op_pile_command, NULL},
+    {"POST", "/api/v1/stations/{station_id}/simulated-piles", OP, 0, api_op_sim_create, NULL},
+    {"GET", "/api/v1/simulated-piles", RO, 0, api_op_sim_list, NULL},
+    {"DELETE", "/api/v1/simulated-piles/{serial}", OP, 0, api_op_sim_delete, NULL},
     {"GET", "/api/v1/connectors", RO, 0, api_crud_list, &api_res_connectors},
     {"POST", "/api/v1/connectors", OP, 0, api_crud_create, &api_res_connectors},
     {"GET", "/api/v1/connectors/{connector_id}", RO, 0, api_crud_get, &api_res_connectors},
@@ -84,6 +87,12 @@ static const api_route_t routes[] = {
     {"GET", "/api/v1/scripts/{slot}", RO, 0, api_op_script_get, NULL},
     {"PUT", "/api/v1/scripts/{slot}", TA, AR_RAW_BODY, api_op_script_put, NULL},
     {"GET", "/api/v1/dashboard", RO, 0, api_op_dashboard, NULL},
+    {"GET", "/api/v1/partners", TA, 0, api_crud_list, &api_res_partners},
+    {"POST", "/api/v1/partners", TA, 0, api_op_partner_create, &api_res_partners},
+    {"GET", "/api/v1/partners/{partner_id}", TA, 0, api_crud_get, &api_res_partners},
+    {"PATCH", "/api/v1/partners/{partner_id}", TA, 0, api_op_partner_update, &api_res_partners},
+    {"DELETE", "/api/v1/partners/{partner_id}", TA, 0, api_crud_delete, &api_res_partners},
+    {"PUT", "/api/v1/partners/{partner_id}/stations", TA, 0, api_op_partner_stations, NULL},
 };
 
 const api_route_t *evcs_api_routes(size_t *n)

@@ -19,6 +19,7 @@ enum ftype { FT_INT = 1, FT_STR, FT_JSON, FT_BOOL, FT_ENUM };
 #define FF_FIXED 0x4u  /* settable on create only */
 #define FF_FILTER 0x8u /* ?name=value equality filter on lists */
 #define FF_NULL 0x10u  /* accepts null */
+#define FF_SECRET 0x20u /* write-only: reads show "set"/"unset" (its expr), audit rows the same */
 
 struct api_field {
 	const char *name;
@@ -249,7 +250,57 @@ const api_resource_t api_res_unclaimed = {
     "unclaimed_pile", "unclaimed_piles", "unclaimed_piles t", "t", "serial", unclaimed_f,
     N(unclaimed_f), "last_seen_ms", "", NULL, 1, 1};
 
+/* CEC partners (plugins/cec). Secrets are write-only: the read expression says only whether one
+ * is stored. They are ASCII because the standard uses them as literal bytes (AES keys and IVs of
+ * exactly 16). The profile is checked further by api_op_partner_create/update. */
+#define ORGCODE "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+#define PRINTABLE                                                                                 \
+	" !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz" \
+	"{|}~"
+#define SECRET(n, lo, hi, req)                                                                     \
+	{n, FT_STR, FF_SECRET | (req), "IF(t." n " = '', 'unset', 'set')", lo, hi, PRINTABLE, NULL}
+static const api_field_t partner_f[] = {
+    {"id", FT_INT, FF_RO, NULL, 0, 0, NULL, NULL},
+    {"name", FT_STR, FF_REQ | FF_FILTER, NULL, 1, 64, "", NULL},
+    {"operator_id", FT_STR, FF_REQ | FF_FILTER, NULL, 9, 9, ORGCODE, NULL},
+    {"our_operator_id", FT_STR, FF_REQ, NULL, 9, 9, ORGCODE, NULL},
+    {"base_url", FT_STR, 0, NULL, 0, 255, PRINTABLE, NULL},
+    SECRET("operator_secret", 1, 64, FF_REQ),
+    SECRET("data_secret", 16, 16, FF_REQ),
+    SECRET("data_secret_iv", 16, 16, FF_REQ),
+    SECRET("sig_secret", 1, 64, FF_REQ),
+    SECRET("user_operator_secret", 0, 64, 0),
+    SECRET("user_data_secret", 0, 16, 0),
+    SECRET("user_data_secret_iv", 0, 16, 0),
+    SECRET("user_sig_secret", 0, 64, 0),
+    {"status", FT_ENUM, FF_FILTER, NULL, 0, 0, "active|disabled", NULL},
+    {"profile", FT_JSON, 0, NULL, 0, 0, NULL, "object"},
+    {"station_ids", FT_JSON, FF_RO,
+     "COALESCE((SELECT JSON_ARRAYAGG(ps.station_id ORDER BY ps.station_id) FROM partner_stations ps "
+     "WHERE ps.tenant_id = t.tenant_id AND ps.partner_id = t.id), '[]')",
+     0, 0, NULL, NULL},
+    {"created_ms", FT_INT, FF_RO, NULL, 0, 0, NULL, NULL},
+};
+const api_resource_t api_res_partners = {
+    "partner", "partners", "partners t", "t", "partner_id", partner_f, N(partner_f), NULL,
+    "uk_partners_operator=operator_id", NULL, 0, 0};
+
 const char *api_crud_fkmap(const api_resource_t *r) { return r->fkmap; }
+
+/* What the audit row keeps of a request body: secrets only as "set"/"unset". New reference. */
+static json_t *audit_body(const api_resource_t *r, json_t *body)
+{
+	json_t *d = json_copy(body);
+	for (size_t i = 0; d && i < r->nfields; i++) {
+		const api_field_t *f = &r->fields[i];
+		json_t *v = json_object_get(d, f->name);
+		if (!(f->flags & FF_SECRET) || !v)
+			continue;
+		int set = json_is_string(v) && json_string_length(v) > 0;
+		json_object_set_new(d, f->name, json_string(set ? "set" : "unset"));
+	}
+	return d;
+}
 
 /* ---- SQL building ------------------------------------------------------------------------- */
 static void select_cols(const api_resource_t *r, sb_t *sql)
@@ -630,17 +681,19 @@ void api_crud_create(api_ctx_t *c)
 	evcs_db_param_t ref[] = {EVCS_DB_REFID(0)};
 	char action[64];
 	snprintf(action, sizeof action, "%s.create", r->name);
+	json_t *ad = audit_body(r, c->body);
 	if (t) {
 		if (r->platform) {
 			evcs_db_txn_add_platform(t, ins.s, p, (size_t)n, 0);
-			api_txn_audit(c, t, action, r->name, EVCS_DB_REFID(0), c->body);
+			api_txn_audit(c, t, action, r->name, EVCS_DB_REFID(0), ad);
 			evcs_db_txn_add_platform(t, sel.s, ref, 1, EVCS_DB_REQUIRE_ROW);
 		} else {
 			evcs_db_txn_add(t, c->tenant, ins.s, p, (size_t)n, 0);
-			api_txn_audit(c, t, action, r->name, EVCS_DB_REFID(0), c->body);
+			api_txn_audit(c, t, action, r->name, EVCS_DB_REFID(0), ad);
 			evcs_db_txn_add(t, c->tenant, sel.s, ref, 1, EVCS_DB_REQUIRE_ROW);
 		}
 	}
+	json_decref(ad);
 	free(ins.s);
 	free(sel.s);
 	c->op = (void *)1; /* 201 */
@@ -676,17 +729,19 @@ void api_crud_update(api_ctx_t *c)
 	snprintf(action, sizeof action, "%s.update", r->name);
 	snprintf(oid, sizeof oid, "%lld", (long long)id);
 	evcs_db_txn_t *t = evcs_db_txn_new(c->core->db);
+	json_t *ad = audit_body(r, c->body);
 	if (t) {
 		if (r->platform) {
 			evcs_db_txn_add_platform(t, up.s, p, n, 0);
-			api_txn_audit(c, t, action, r->name, EVCS_DB_STR(oid), c->body);
+			api_txn_audit(c, t, action, r->name, EVCS_DB_STR(oid), ad);
 			evcs_db_txn_add_platform(t, sel.s, idp, 1, EVCS_DB_REQUIRE_ROW);
 		} else {
 			evcs_db_txn_add(t, c->tenant, up.s, p, n, 0);
-			api_txn_audit(c, t, action, r->name, EVCS_DB_STR(oid), c->body);
+			api_txn_audit(c, t, action, r->name, EVCS_DB_STR(oid), ad);
 			evcs_db_txn_add(t, c->tenant, sel.s, idp, 1, EVCS_DB_REQUIRE_ROW);
 		}
 	}
+	json_decref(ad);
 	free(up.s);
 	free(sel.s);
 	api_txn_submit(c, t, get_cb);

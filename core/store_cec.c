@@ -89,6 +89,90 @@ static void fail_db(evcs_store_call_t *call, int status, const char *errmsg)
 	evcs_store_fail(call, status, NULL, errmsg && *errmsg ? errmsg : "database error");
 }
 
+/* ---- partner profiles ------------------------------------------------------------------------ */
+
+/* The keys of cec_profile_t (plugins/cec/cec_proto.h) the operator may set, with their kinds:
+ * 'b' boolean, 'i' signed 32-bit, 'u' unsigned 32-bit, 'l' signed 64-bit. The core cannot link
+ * the plugin's protocol library, so the list is kept here; tests/test_cec_ykc.c checks that it
+ * and evcs_cec_profile_set() accept exactly the same keys. */
+static const struct {
+	const char *name;
+	char kind;
+} profile_keys[] = {
+    {"sig_lower_out", 'b'},        {"sig_accept_any_case", 'b'},  {"accept_unsigned_errors", 'b'},
+    {"accept_plain_data", 'b'},    {"token_ttl", 'l'},            {"tokens_per_partner", 'u'},
+    {"utc_offset_sec", 'i'},       {"spell_service", 'b'},        {"elect_money_query", 'b'},
+    {"elect_money_push", 'b'},     {"sub_period", 'b'},           {"lower_camel_ids", 'b'},
+    {"status_push_array", 'b'},    {"status_push_live", 'b'},     {"station_extra", 'b'},
+    {"policy_price_type", 'b'},    {"equip_auth_fail_msg", 'b'},  {"stats_star_time", 'b'},
+    {"order_tou_summary", 'b'},    {"order_vin", 'b'},            {"order_account_date", 'b'},
+    {"energy_decimals", 'i'},      {"seq_prefix_check", 'b'},     {"qr_url_connector", 'b'},
+    {"unknown_connector_4004", 'b'}, {"page_size_default", 'u'},  {"page_size_max", 'u'},
+    {"station_ids_max", 'u'},      {"stats_max_days", 'u'},
+};
+static const char *const profile_presets[] = {"cec2016", "orise", "xj", "cjv", "sh", NULL};
+
+const char *evcs_cec_profile_key_at(size_t i)
+{
+	return i < sizeof profile_keys / sizeof profile_keys[0] ? profile_keys[i].name : NULL;
+}
+
+int evcs_cec_profile_check(const json_t *profile, char *field, size_t flen, char *msg, size_t mlen)
+{
+	snprintf(field, flen, "profile");
+	if (!json_is_object(profile)) {
+		snprintf(msg, mlen, "profile must be a JSON object");
+		return -1;
+	}
+	const char *k;
+	json_t *v;
+	json_object_foreach((json_t *)profile, k, v)
+	{
+		snprintf(field, flen, "profile.%s", k);
+		if (!strcmp(k, "preset")) {
+			const char *name = json_string_value(v);
+			size_t i = 0;
+			while (name && profile_presets[i] && strcmp(profile_presets[i], name))
+				i++;
+			if (!name || !profile_presets[i]) {
+				snprintf(msg, mlen, "preset must be one of cec2016, orise, xj, cjv, sh");
+				return -1;
+			}
+			continue;
+		}
+		size_t i = 0, n = sizeof profile_keys / sizeof profile_keys[0];
+		while (i < n && strcmp(profile_keys[i].name, k))
+			i++;
+		if (i == n) {
+			snprintf(msg, mlen, "unknown CEC profile key %s", k);
+			return -1;
+		}
+		char kind = profile_keys[i].kind;
+		if (kind == 'b') {
+			if (!json_is_boolean(v)) {
+				snprintf(msg, mlen, "%s must be true or false", k);
+				return -1;
+			}
+			continue;
+		}
+		json_int_t x = json_is_integer(v) ? json_integer_value(v) : -1;
+		int ok = json_is_integer(v) &&
+			 (kind == 'l' ? 1
+			  : kind == 'i' ? x >= INT32_MIN && x <= INT32_MAX
+					: x >= 0 && x <= (json_int_t)UINT32_MAX);
+		if (!strcmp(k, "energy_decimals"))
+			ok = ok && (x == 2 || x == 3);
+		if (!ok) {
+			snprintf(msg, mlen, "%s must be %s", k,
+				 !strcmp(k, "energy_decimals") ? "2 or 3"
+				 : kind == 'u'		       ? "an integer 0..4294967295"
+							       : "an integer");
+			return -1;
+		}
+	}
+	return 0;
+}
+
 /* ---- partners -------------------------------------------------------------------------------- */
 
 #define PARTNER_COLS                                                                                    \
@@ -96,8 +180,8 @@ static void fail_db(evcs_store_call_t *call, int status, const char *errmsg)
 	"p.data_secret, p.data_secret_iv, p.sig_secret, p.user_operator_secret, p.user_data_secret, "   \
 	"p.user_data_secret_iv, p.user_sig_secret, p.status, p.access_token, p.token_expires_ms, "      \
 	"(SELECT GROUP_CONCAT(ps.station_id ORDER BY ps.station_id) FROM partner_stations ps "         \
-	"WHERE ps.partner_id = p.id) AS stations"
-#define PARTNER_TYPES "iissssssssssssssis"
+	"WHERE ps.partner_id = p.id) AS stations, p.profile"
+#define PARTNER_TYPES "iissssssssssssssisj"
 
 /* "1,2,3" -> [1,2,3] */
 static void fix_stations(json_t *o)

@@ -41,21 +41,18 @@ static void copy_str(char *dst, size_t n, json_t *o, const char *k)
 	snprintf(dst, n, "%s", v ? v : "");
 }
 
-/* Profile for a partner: cec2016 default, then the partner_file's preset and flags. */
-static void apply_profile(cec_ctx_t *c, cec_partner_rt_t *pt)
+/* One profile layer: {"preset"|"profile": name, flags...} or a "profile_flags" object. */
+static void profile_layer(cec_ctx_t *c, cec_partner_rt_t *pt, const char *preset, json_t *flags)
 {
-	evcs_cec_profile_default(&pt->profile);
-	char key[64];
-	snprintf(key, sizeof key, "%lld:%s", (long long)pt->tenant_id, pt->operator_id);
-	json_t *f = json_object_get(c->file_profiles, key);
-	const char *preset = json_string_value(json_object_get(f, "profile"));
 	if (preset && evcs_cec_profile_preset(&pt->profile, preset))
 		LOG(c, EVCS_LOG_WARNING, pt->tenant_id, "partner %s: unknown profile %s ignored", pt->operator_id, preset);
 	const char *k;
 	json_t *v;
-	json_object_foreach(json_object_get(f, "profile_flags"), k, v)
+	json_object_foreach(flags, k, v)
 	{
 		char buf[32], err[128];
+		if (!strcmp(k, "preset"))
+			continue;
 		if (json_is_string(v))
 			snprintf(buf, sizeof buf, "%s", json_string_value(v));
 		else if (json_is_boolean(v))
@@ -67,6 +64,21 @@ static void apply_profile(cec_ctx_t *c, cec_partner_rt_t *pt)
 		if (evcs_cec_profile_set(&pt->profile, k, buf, err, sizeof err))
 			LOG(c, EVCS_LOG_WARNING, pt->tenant_id, "partner %s: %s", pt->operator_id, err);
 	}
+}
+
+/* Profile for a partner: cec2016 default, then the stored profile (partners.profile, set through
+ * the operator API: preset first, then flags), then the partner_file's preset and flags, which
+ * as local configuration have the last word. */
+static void apply_profile(cec_ctx_t *c, cec_partner_rt_t *pt, json_t *stored)
+{
+	evcs_cec_profile_default(&pt->profile);
+	if (json_is_object(stored))
+		profile_layer(c, pt, json_string_value(json_object_get(stored, "preset")), stored);
+	char key[64];
+	snprintf(key, sizeof key, "%lld:%s", (long long)pt->tenant_id, pt->operator_id);
+	json_t *f = json_object_get(c->file_profiles, key);
+	if (f)
+		profile_layer(c, pt, json_string_value(json_object_get(f, "profile")), json_object_get(f, "profile_flags"));
 }
 
 static void partner_update(cec_ctx_t *c, cec_partner_rt_t *pt, json_t *o)
@@ -108,7 +120,7 @@ static void partner_update(cec_ctx_t *c, cec_partner_rt_t *pt, json_t *o)
 		pt->token = strdup(json_string_value(json_object_get(o, "access_token")));
 		pt->token_exp_ms = json_integer_value(json_object_get(o, "token_expires_ms"));
 	}
-	apply_profile(c, pt);
+	apply_profile(c, pt, json_object_get(o, "profile"));
 }
 
 static bool partner_sees(const cec_partner_rt_t *pt, int64_t station_id)
@@ -1116,7 +1128,7 @@ static void serve_stop_charge(rq_t *r)
 	s->stop_requested = true;
 	s->seq_stat = CEC_SEQ_STOPPING;
 	char args[128];
-	snprintf(args, sizeof args, "{\"trade_no\":\"%s\",\"requested_by\":\"partner\"}", s->trade_no);
+	snprintf(args, sizeof args, "{\"trade_no\":\"%s\",\"by\":\"partner\"}", s->trade_no);
 	evcs_command_t cmd = {.size = sizeof cmd, .tenant_id = s->tenant_id, .pile = s->serial, .gun = s->gun,
 			      .name = "stop", .args_json = args};
 	rq_reply(r, 0, "", evcs_cec_stop_charge_reply(&r->pt->profile, &r->biz, CEC_SEQ_STOPPING, 0));
