@@ -1,6 +1,7 @@
 /*
- * plugins/ykc/sim.h: YKC 1.5/1.6 charger simulator core (evcs-sim and, later,
- * the operator API's "simulated pile"). Reference: shared/docs/ykc.md.
+ * plugins/ykc/sim.h: YKC 1.5/1.6 charger simulator core, shared by the evcs-sim
+ * CLI and the ykcsim plugin behind the operator API's "simulated pile".
+ * Reference: shared/docs/ykc.md.
  *
  * Contract
  * - One simulator lives on one caller-owned event_base and is driven by it: no
