@@ -3,7 +3,7 @@
 # package on Debian 12 (run as root). Idempotent; quick when all is installed.
 # Used by the README's two commands (tests/demo.sh and tests/run-all.sh).
 set -eu
-PKGS="build-essential autoconf automake libtool pkgconf ca-certificates curl
+PKGS="build-essential autoconf automake libtool pkgconf ca-certificates curl openssl git
  libevent-dev liblua5.4-dev lua5.4 libmariadb-dev libcurl4-openssl-dev libxml2-dev
  libcunit1-dev libssl-dev libjansson-dev
  mariadb-server mariadb-client
