@@ -27,6 +27,7 @@
 #include "scripting.h"
 
 #include <jansson.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -960,6 +961,28 @@ static void authorize_finish(struct op *o, int ok, int reason, const char *why,
 	op_free(o);
 }
 
+/* The 16 password bytes a pile sends (password_md5, 32 hex) against the card's stored digest
+ * (lower-case hex MD5), in both forms ykc.md §3.7 allows: the middle 16 hex characters as ASCII,
+ * or the raw digest. Both are always compared, in constant time. No digest on file: no match. */
+static int pin_matches(const char *pin_md5, const char *sent_hex)
+{
+	unsigned char sent[16], digest[16];
+	size_t n = 0, m = 0;
+	if (!pin_md5 || strlen(pin_md5) != 32 || !sent_hex || strlen(sent_hex) != 32 ||
+	    !OPENSSL_hexstr2buf_ex(sent, sizeof sent, &n, sent_hex, '\0') || n != 16 ||
+	    !OPENSSL_hexstr2buf_ex(digest, sizeof digest, &m, pin_md5, '\0') || m != 16)
+		return 0;
+	int ascii = CRYPTO_memcmp(sent, pin_md5 + 8, 16) == 0;
+	int raw = CRYPTO_memcmp(sent, digest, 16) == 0;
+	return ascii | raw;
+}
+
+/* ISO 3779 alphabet (no I, O, Q), as the vehicles CHECK: anything else cannot be registered */
+static int valid_vin(const char *v)
+{
+	return v && strlen(v) == 17 && strspn(v, "0123456789ABCDEFGHJKLMNPRSTUVWXYZ") == 17;
+}
+
 static void authorize_done(int st, const evcs_db_result_t *res, size_t nres, const char *errmsg,
 			   void *ud)
 {
@@ -970,13 +993,18 @@ static void authorize_done(int st, const evcs_db_result_t *res, size_t nres, con
 		return;
 	}
 	const evcs_db_result_t *r = &res[0];
+	int vin = opt_int(o->args, "start_mode", 0) == 3;
 	if (r->nrows == 0) {
-		authorize_finish(o, 0, AUTH_NO_ACCOUNT, "unknown_card", NULL, 0, 0, 0);
+		if (vin)
+			authorize_finish(o, 0, AUTH_VIN_UNKNOWN, "vin_unknown", NULL, 0, 0, 0);
+		else
+			authorize_finish(o, 0, AUTH_NO_ACCOUNT, "unknown_card", NULL, 0, 0, 0);
 		return;
 	}
 	/* c.id, c.logical_no, c.status, c.driver_id, d.status, w.id, w.balance, w.credit_limit,
-	 * w.status, pile status */
-	int64_t card_id = cell_i64(r, 0, 0, 0), driver = cell_i64(r, 0, 3, 0);
+	 * w.status, pile status, c.pin_md5; a VIN start has the vehicle in the card's columns
+	 * (no logical number, no PIN) */
+	int64_t card_id = vin ? 0 : cell_i64(r, 0, 0, 0), driver = cell_i64(r, 0, 3, 0);
 	const char *logical = evcs_db_cell(r, 0, 1);
 	const char *cstatus = evcs_db_cell(r, 0, 2), *dstatus = evcs_db_cell(r, 0, 4);
 	const char *wstatus = evcs_db_cell(r, 0, 8), *pstatus = evcs_db_cell(r, 0, 9);
@@ -986,18 +1014,21 @@ static void authorize_done(int st, const evcs_db_result_t *res, size_t nres, con
 	if (!pstatus || strcmp(pstatus, "enabled") != 0)
 		authorize_finish(o, 0, AUTH_PILE_DISABLED, "pile_disabled", logical, 0, card_id, driver);
 	else if (!cstatus || strcmp(cstatus, "active") != 0 || (dstatus && strcmp(dstatus, "active") != 0))
-		authorize_finish(o, 0, AUTH_FROZEN, "card_blocked", logical, balance, card_id, driver);
+		authorize_finish(o, 0, AUTH_FROZEN, vin ? "vehicle_blocked" : "card_blocked", logical,
+				 balance, card_id, driver);
+	/* before the wallet checks, so a wrong PIN learns nothing about the account; a VIN start
+	 * has no password to check */
+	else if (!vin && opt_int(o->args, "need_password", 0) &&
+		 !pin_matches(evcs_db_cell(r, 0, 10), opt_str(o->args, "password_md5")))
+		authorize_finish(o, 0, AUTH_BAD_PASSWORD,
+				 evcs_db_cell(r, 0, 10) ? "wrong_password" : "no_pin_on_file", logical, balance,
+				 card_id, driver);
 	else if (wallet <= 0)
 		authorize_finish(o, 0, AUTH_NO_ACCOUNT, "no_wallet", logical, 0, card_id, driver);
 	else if (wstatus && strcmp(wstatus, "active") != 0)
 		authorize_finish(o, 0, AUTH_FROZEN, "wallet_frozen", logical, balance, card_id, driver);
 	else if (balance + credit < min_balance)
 		authorize_finish(o, 0, AUTH_LOW_BALANCE, "balance_too_low", logical, balance, card_id,
-				 driver);
-	else if (opt_int(o->args, "need_password", 0))
-		/* The schema keeps no card PIN, so a pile asking for one cannot be satisfied:
-		 * refuse rather than let a PIN-protected card charge without its PIN. */
-		authorize_finish(o, 0, AUTH_BAD_PASSWORD, "no_pin_on_file", logical, balance, card_id,
 				 driver);
 	else
 		authorize_finish(o, 1, 0, NULL, logical, balance, card_id, driver);
@@ -1013,8 +1044,25 @@ static void op_session_authorize(evcs_store_t *s, evcs_store_call_t *call, json_
 	if (!o)
 		return;
 	if (mode == 3) {
-		/* no vehicle registry in the schema yet: every VIN is unknown */
-		authorize_finish(o, 0, AUTH_VIN_UNKNOWN, "vin_unknown", NULL, 0, 0, 0);
+		/* the plugin passes the VIN in normal order (already un-reversed) */
+		const char *vin = opt_str(args, "vin");
+		if (!valid_vin(vin)) {
+			authorize_finish(o, 0, AUTH_VIN_UNKNOWN, "bad_vin", NULL, 0, 0, 0);
+			return;
+		}
+		evcs_db_param_t p[] = {EVCS_DB_INT(pile_id), EVCS_DB_STR(vin)};
+		int rc = evcs_db_query(
+		    o->core->db, tenant,
+		    "SELECT v.id, NULL, v.status, v.driver_id, d.status, w.id, w.balance, w.credit_limit, "
+		    "w.status, (SELECT p.status FROM piles p WHERE p.tenant_id = ? AND p.id = ?), NULL "
+		    "FROM vehicles v JOIN drivers d ON d.tenant_id = v.tenant_id AND d.id = v.driver_id "
+		    "LEFT JOIN wallets w ON w.tenant_id = v.tenant_id AND w.driver_id = v.driver_id "
+		    "WHERE v.tenant_id = ? AND v.vin = ?",
+		    p, 2, 0, authorize_done, o);
+		if (rc != EVCS_OK) {
+			fail_submit(call, rc, "session.authorize");
+			op_free(o);
+		}
 		return;
 	}
 	const char *card = opt_str(args, "card");
@@ -1027,7 +1075,7 @@ static void op_session_authorize(evcs_store_t *s, evcs_store_call_t *call, json_
 	int rc = evcs_db_query(
 	    o->core->db, tenant,
 	    "SELECT c.id, c.logical_no, c.status, c.driver_id, d.status, w.id, w.balance, w.credit_limit, "
-	    "w.status, (SELECT p.status FROM piles p WHERE p.tenant_id = ? AND p.id = ?) "
+	    "w.status, (SELECT p.status FROM piles p WHERE p.tenant_id = ? AND p.id = ?), c.pin_md5 "
 	    "FROM rfid_cards c LEFT JOIN drivers d ON d.tenant_id = c.tenant_id AND d.id = c.driver_id "
 	    "LEFT JOIN wallets w ON w.tenant_id = c.tenant_id AND w.driver_id = c.driver_id "
 	    "WHERE c.tenant_id = ? AND c.physical_no = ?",

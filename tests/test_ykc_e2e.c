@@ -619,6 +619,129 @@ static void test_card_start_authorised(void)
 	CU_ASSERT_EQUAL(r.u.start_auth.fail_reason, 1);
 }
 
+/* One 0x31 on pile A gun 02; the 0x32 answer lands in *r. */
+static void start_request(struct evcs_ykc_msg *r, int mode, const uint8_t card[8], int need_pw,
+			  const uint8_t pw[16], const char *vin)
+{
+	struct evcs_ykc_msg m;
+	memset(&m, 0, sizeof m);
+	m.type = 0x31;
+	memcpy(m.u.start_request.pile, PILE_A, 15);
+	memcpy(m.u.start_request.gun, "02", 3);
+	m.u.start_request.start_mode = (uint8_t)mode;
+	m.u.start_request.need_password = (uint8_t)need_pw;
+	if (card)
+		memcpy(m.u.start_request.card, card, 8);
+	if (pw)
+		memcpy(m.u.start_request.password_md5, pw, 16);
+	for (size_t i = 0; vin && i < 17; i++)
+		m.u.start_request.vin[16 - i] = (uint8_t)vin[i]; /* reversed on the wire */
+	memset(r, 0, sizeof *r);
+	CU_ASSERT_FATAL(ykc_pile_send(&pa, &m, NULL) > 0);
+	CU_ASSERT_FATAL(ykc_pile_wait(&pa, 0x32, 5000, r, NULL) == 0);
+}
+
+static void test_vin_start(void)
+{
+	/* a second driver with 50 yuan who owns one active and one blocked vehicle */
+	sql("INSERT INTO drivers (tenant_id, phone, name) VALUES (%lld, '13800000001', 'V')", (long long)tenant_id);
+	long long drv = qint("SELECT id FROM drivers WHERE tenant_id = %lld AND phone = '13800000001'",
+			     (long long)tenant_id);
+	sql("INSERT INTO wallets (tenant_id, driver_id) VALUES (%lld, %lld)", (long long)tenant_id, drv);
+	long long wal = qint("SELECT id FROM wallets WHERE driver_id = %lld", drv);
+	CU_ASSERT_FATAL(drv > 0 && wal > 0);
+	sql("INSERT INTO wallet_ledger (tenant_id, wallet_id, amount, kind) VALUES (%lld, %lld, 5000000, 'topup')",
+	    (long long)tenant_id, wal);
+	CU_ASSERT_FATAL(sql("INSERT INTO vehicles (tenant_id, driver_id, vin, status) VALUES "
+			    "(%lld, %lld, 'LSVAU2180N2183295', 'active'), (%lld, %lld, 'LSVAU2180N2183296', 'blocked')",
+			    (long long)tenant_id, drv, (long long)tenant_id, drv) == 0);
+	/* the registry refuses what cannot be a VIN (I, O, Q; length) */
+	CU_ASSERT(sql("INSERT INTO vehicles (tenant_id, driver_id, vin) VALUES (%lld, %lld, 'LSVAU2180N218329O')",
+		      (long long)tenant_id, drv) < 0);
+
+	struct evcs_ykc_msg r;
+	start_request(&r, 3, NULL, 0, NULL, "LSVAU2180N2183295");
+	CU_ASSERT_EQUAL(r.u.start_auth.auth_ok, 1);
+	CU_ASSERT_EQUAL(r.u.start_auth.fail_reason, 0);
+	CU_ASSERT_EQUAL(r.u.start_auth.balance_yuan, 5000); /* 50.00 yuan */
+	CU_ASSERT_STRING_EQUAL(r.u.start_auth.logical_card, "0000000000000000");
+	CU_ASSERT_NSTRING_EQUAL(r.u.start_auth.trade_no, PILE_A "02", 16);
+	CU_ASSERT_EQUAL(qint("SELECT COUNT(*) FROM charging_sessions WHERE trade_no = '%s' AND start_mode = 'vin' "
+			     "AND vin = 'LSVAU2180N2183295' AND driver_id = %lld AND card_id IS NULL "
+			     "AND state = 'starting'", r.u.start_auth.trade_no, drv), 1);
+
+	start_request(&r, 3, NULL, 0, NULL, "LSVAU2180N2183297");
+	CU_ASSERT_EQUAL(r.u.start_auth.auth_ok, 0);
+	CU_ASSERT_EQUAL(r.u.start_auth.fail_reason, 9); /* VIN unknown */
+	start_request(&r, 3, NULL, 0, NULL, "LSVAU2180N2183296");
+	CU_ASSERT_EQUAL(r.u.start_auth.auth_ok, 0);
+	CU_ASSERT_EQUAL(r.u.start_auth.fail_reason, 2); /* blocked */
+	/* the VIN is matched in normal order: the reversed text is not the vehicle */
+	start_request(&r, 3, NULL, 0, NULL, "5923812N0812UAVSL");
+	CU_ASSERT_EQUAL(r.u.start_auth.auth_ok, 0);
+	CU_ASSERT_EQUAL(r.u.start_auth.fail_reason, 9);
+	/* the driver's wallet empties: the vehicle is refused for the balance */
+	sql("INSERT INTO wallet_ledger (tenant_id, wallet_id, amount, kind) VALUES (%lld, %lld, -5000000, 'adjust')",
+	    (long long)tenant_id, wal);
+	start_request(&r, 3, NULL, 0, NULL, "LSVAU2180N2183295");
+	CU_ASSERT_EQUAL(r.u.start_auth.auth_ok, 0);
+	CU_ASSERT_EQUAL(r.u.start_auth.fail_reason, 3);
+}
+
+static void test_card_pin_start(void)
+{
+	/* PIN "123456": MD5 e10adc3949ba59abbe56e057f20f883e */
+	static const uint8_t ascii_form[16] = "49ba59abbe56e057"; /* middle 16 hex characters */
+	static const uint8_t raw_form[16] = {0xe1, 0x0a, 0xdc, 0x39, 0x49, 0xba, 0x59, 0xab,
+					     0xbe, 0x56, 0xe0, 0x57, 0xf2, 0x0f, 0x88, 0x3e};
+	static const uint8_t pin_card[8] = {0, 0, 0, 0, 0xD1, 0x4B, 0x0A, 0x60};
+	static const uint8_t plain_card[8] = {0, 0, 0, 0, 0xD1, 0x4B, 0x0A, 0x54}; /* no PIN */
+	long long drv = qint("SELECT id FROM drivers WHERE tenant_id = %lld AND phone = '13800000000'",
+			     (long long)tenant_id);
+	CU_ASSERT_FATAL(sql("INSERT INTO rfid_cards (tenant_id, driver_id, logical_no, physical_no, pin_md5) VALUES "
+			    "(%lld, %lld, '0000001000000574', '00000000D14B0A60', 'e10adc3949ba59abbe56e057f20f883e')",
+			    (long long)tenant_id, drv) == 0);
+	/* only lower-case hex digests are stored */
+	CU_ASSERT(sql("UPDATE rfid_cards SET pin_md5 = 'E10ADC3949BA59ABBE56E057F20F883E' WHERE physical_no = "
+		      "'00000000D14B0A60'") < 0);
+
+	struct evcs_ykc_msg r;
+	start_request(&r, 1, pin_card, 1, ascii_form, NULL);
+	CU_ASSERT_EQUAL(r.u.start_auth.auth_ok, 1);
+	CU_ASSERT_EQUAL(r.u.start_auth.fail_reason, 0);
+	CU_ASSERT_STRING_EQUAL(r.u.start_auth.logical_card, "0000001000000574");
+	CU_ASSERT_EQUAL(qint("SELECT COUNT(*) FROM charging_sessions s JOIN rfid_cards c ON c.id = s.card_id "
+			     "WHERE s.trade_no = '%s' AND c.physical_no = '00000000D14B0A60'",
+			     r.u.start_auth.trade_no), 1);
+	start_request(&r, 1, pin_card, 1, raw_form, NULL);
+	CU_ASSERT_EQUAL(r.u.start_auth.auth_ok, 1);
+	CU_ASSERT_EQUAL(r.u.start_auth.fail_reason, 0);
+
+	/* one byte off in either form, or nothing sent: wrong password */
+	uint8_t bad[16];
+	memcpy(bad, ascii_form, 16);
+	bad[15] = '8';
+	start_request(&r, 1, pin_card, 1, bad, NULL);
+	CU_ASSERT_EQUAL(r.u.start_auth.auth_ok, 0);
+	CU_ASSERT_EQUAL(r.u.start_auth.fail_reason, 7);
+	memcpy(bad, raw_form, 16);
+	bad[0] ^= 1;
+	start_request(&r, 1, pin_card, 1, bad, NULL);
+	CU_ASSERT_EQUAL(r.u.start_auth.auth_ok, 0);
+	CU_ASSERT_EQUAL(r.u.start_auth.fail_reason, 7);
+	start_request(&r, 1, pin_card, 1, NULL, NULL);
+	CU_ASSERT_EQUAL(r.u.start_auth.auth_ok, 0);
+	CU_ASSERT_EQUAL(r.u.start_auth.fail_reason, 7);
+	/* the PIN card without a password request still starts (the pile decides to ask) */
+	start_request(&r, 1, pin_card, 0, NULL, NULL);
+	CU_ASSERT_EQUAL(r.u.start_auth.auth_ok, 1);
+
+	/* a card with no PIN on file cannot satisfy a password start, whatever is sent */
+	start_request(&r, 1, plain_card, 1, ascii_form, NULL);
+	CU_ASSERT_EQUAL(r.u.start_auth.auth_ok, 0);
+	CU_ASSERT_EQUAL(r.u.start_auth.fail_reason, 7);
+}
+
 static void test_remote_start(void)
 {
 	struct cmd_res cr;
@@ -1779,6 +1902,8 @@ static void register_tests(void)
 	EVCS_ADD(s, test_login_timeout);
 	EVCS_ADD(s, test_garbage_and_split_frame);
 	EVCS_ADD(s, test_card_start_authorised);
+	EVCS_ADD(s, test_vin_start);
+	EVCS_ADD(s, test_card_pin_start);
 	EVCS_ADD(s, test_remote_start);
 	EVCS_ADD(s, test_realtime_samples);
 	EVCS_ADD(s, test_remote_stop);
