@@ -212,6 +212,17 @@ int api_ctx_gone(api_ctx_t *c)
 	return 1;
 }
 
+int api_db_begin(api_ctx_t *c, int status, const char *errmsg)
+{
+	if (api_ctx_gone(c))
+		return 0;
+	if (status != EVCS_OK) {
+		api_db_error(c, status, errmsg, NULL);
+		return 0;
+	}
+	return 1;
+}
+
 void api_reply_json(api_ctx_t *c, int status, json_t *o)
 {
 	if (c->req) {
@@ -466,12 +477,8 @@ static void auth_cb(int status, const evcs_db_result_t *res, size_t nres, const 
 		    void *ud)
 {
 	api_ctx_t *c = ud;
-	if (api_ctx_gone(c))
+	if (!api_db_begin(c, status, errmsg))
 		return;
-	if (status != EVCS_OK) {
-		api_db_error(c, status, errmsg, NULL);
-		return;
-	}
 	if (res[0].nrows != 1) {
 		api_error(c, 401, "unauthorized", NULL, "invalid token");
 		return;
@@ -509,12 +516,8 @@ static void tenant_check_cb(int status, const evcs_db_result_t *res, size_t nres
 			    const char *errmsg, void *ud)
 {
 	api_ctx_t *c = ud;
-	if (api_ctx_gone(c))
+	if (!api_db_begin(c, status, errmsg))
 		return;
-	if (status != EVCS_OK) {
-		api_db_error(c, status, errmsg, NULL);
-		return;
-	}
 	if (res[0].nrows != 1) {
 		api_error(c, 404, "not_found", "X-Tenant-ID", "no such tenant");
 		return;

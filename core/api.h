@@ -94,6 +94,9 @@ const char *api_param(api_ctx_t *c, const char *name);
 int64_t api_param_id(api_ctx_t *c, const char *name);
 /* Free a detached ctx; returns 1 when the caller must stop (ctx gone). */
 int api_ctx_gone(api_ctx_t *c);
+/* The usual start of a DB callback: 0 when the request is gone or the query failed (the
+ * error is answered), 1 when the callback should go on with the result. */
+int api_db_begin(api_ctx_t *c, int status, const char *errmsg);
 /* Replies (each frees the ctx). api_reply_json steals o (NULL -> 204 no body). */
 void api_reply_json(api_ctx_t *c, int status, json_t *o);
 void api_error(api_ctx_t *c, int status, const char *code, const char *field, const char *fmt,

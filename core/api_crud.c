@@ -529,12 +529,8 @@ static void list_cb(int status, const evcs_db_result_t *res, size_t nres, const 
 		    void *ud)
 {
 	api_ctx_t *c = ud;
-	if (api_ctx_gone(c))
+	if (!api_db_begin(c, status, errmsg))
 		return;
-	if (status != EVCS_OK) {
-		api_db_error(c, status, errmsg, NULL);
-		return;
-	}
 	const api_resource_t *r = res_of(c);
 	json_t *items = json_array();
 	for (size_t i = 0; i < res[0].nrows; i++)

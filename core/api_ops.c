@@ -107,12 +107,8 @@ static void claim_cb(int status, const evcs_db_result_t *res, size_t nres, const
 		     void *ud)
 {
 	api_ctx_t *c = ud;
-	if (api_ctx_gone(c))
+	if (!api_db_begin(c, status, errmsg))
 		return;
-	if (status != EVCS_OK) {
-		api_db_error(c, status, errmsg, NULL);
-		return;
-	}
 	if (res[0].nrows != 1) {
 		api_error(c, 404, "not_found", NULL, "no unclaimed pile with that serial");
 		return;
@@ -221,12 +217,8 @@ static void cmd_pile_cb(int status, const evcs_db_result_t *res, size_t nres, co
 			void *ud)
 {
 	api_ctx_t *c = ud;
-	if (api_ctx_gone(c))
+	if (!api_db_begin(c, status, errmsg))
 		return;
-	if (status != EVCS_OK) {
-		api_db_error(c, status, errmsg, NULL);
-		return;
-	}
 	struct cmdop *o = c->op;
 	evcs_command_t cmd = {.size = sizeof cmd, .tenant_id = c->tenant, .pile = o->serial,
 			      .gun = o->gun, .name = o->name, .args_json = o->args};
@@ -336,12 +328,8 @@ static void tariff_old_cb(int status, const evcs_db_result_t *res, size_t nres,
 			  const char *errmsg, void *ud)
 {
 	api_ctx_t *c = ud;
-	if (api_ctx_gone(c))
+	if (!api_db_begin(c, status, errmsg))
 		return;
-	if (status != EVCS_OK) {
-		api_db_error(c, status, errmsg, NULL);
-		return;
-	}
 	if (res[0].nrows != 1) {
 		api_error(c, 404, "not_found", NULL, "no such tariff");
 		return;
@@ -367,12 +355,8 @@ static void publish_cb(int status, const evcs_db_result_t *res, size_t nres, con
 		       void *ud)
 {
 	api_ctx_t *c = ud;
-	if (api_ctx_gone(c))
+	if (!api_db_begin(c, status, errmsg))
 		return;
-	if (status != EVCS_OK) {
-		api_db_error(c, status, errmsg, NULL);
-		return;
-	}
 	const evcs_db_result_t *row = &res[nres - 2], *piles = &res[nres - 1];
 	json_t *o = api_crud_row(&api_res_tariffs, row, 0);
 	int64_t id = json_integer_value(json_object_get(o, "id"));
@@ -435,12 +419,8 @@ static void session_cb(int status, const evcs_db_result_t *res, size_t nres, con
 		       void *ud)
 {
 	api_ctx_t *c = ud;
-	if (api_ctx_gone(c))
+	if (!api_db_begin(c, status, errmsg))
 		return;
-	if (status != EVCS_OK) {
-		api_db_error(c, status, errmsg, NULL);
-		return;
-	}
 	if (res[0].nrows != 1) {
 		api_error(c, 404, "not_found", NULL, "no such session");
 		return;
@@ -542,12 +522,8 @@ static void script_list_cb(int status, const evcs_db_result_t *res, size_t nres,
 			   const char *errmsg, void *ud)
 {
 	api_ctx_t *c = ud;
-	if (api_ctx_gone(c))
+	if (!api_db_begin(c, status, errmsg))
 		return;
-	if (status != EVCS_OK) {
-		api_db_error(c, status, errmsg, NULL);
-		return;
-	}
 	json_t *items = json_array();
 	for (size_t i = 0; i < res[0].nrows; i++) {
 		json_t *o = script_row(&res[0], i, 0);
@@ -572,12 +548,8 @@ static void script_get_cb(int status, const evcs_db_result_t *res, size_t nres,
 			  const char *errmsg, void *ud)
 {
 	api_ctx_t *c = ud;
-	if (api_ctx_gone(c))
+	if (!api_db_begin(c, status, errmsg))
 		return;
-	if (status != EVCS_OK) {
-		api_db_error(c, status, errmsg, NULL);
-		return;
-	}
 	if (res[nres - 1].nrows != 1) {
 		api_error(c, 404, "not_found", NULL, "no script in slot %s", api_param(c, "slot"));
 		return;
@@ -827,12 +799,8 @@ static void revoke_cb(int status, const evcs_db_result_t *res, size_t nres, cons
 		      void *ud)
 {
 	api_ctx_t *c = ud;
-	if (api_ctx_gone(c))
+	if (!api_db_begin(c, status, errmsg))
 		return;
-	if (status != EVCS_OK) {
-		api_db_error(c, status, errmsg, NULL);
-		return;
-	}
 	api_reply_json(c, 204, NULL);
 }
 
@@ -872,12 +840,8 @@ static void dash_cb(int status, const evcs_db_result_t *res, size_t nres, const 
 		    void *ud)
 {
 	api_ctx_t *c = ud;
-	if (api_ctx_gone(c))
+	if (!api_db_begin(c, status, errmsg))
 		return;
-	if (status != EVCS_OK) {
-		api_db_error(c, status, errmsg, NULL);
-		return;
-	}
 	struct dash *d = c->op;
 	json_t *o = json_object();
 	json_object_set_new(o, "at_ms", json_integer(d->now));

@@ -243,12 +243,8 @@ static void station_cb(int status, const evcs_db_result_t *res, size_t nres, con
 		       void *ud)
 {
 	api_ctx_t *c = ud;
-	if (api_ctx_gone(c))
+	if (!api_db_begin(c, status, errmsg))
 		return;
-	if (status != EVCS_OK) {
-		api_db_error(c, status, errmsg, NULL);
-		return;
-	}
 	if (res[0].nrows != 1) {
 		api_error(c, 404, "not_found", NULL, "no such station");
 		return;
