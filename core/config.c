@@ -30,7 +30,7 @@ static const struct {
 		      {NULL, NULL}};
 static const char *const plugin_core_keys[] = {"file", "required", "enabled", NULL};
 
-static void seterr(char *err, size_t errlen, const char *name, int line, const char *fmt, ...)
+__attribute__((format(printf, 5, 6))) static void seterr(char *err, size_t errlen, const char *name, int line, const char *fmt, ...)
 {
 	if (!err || !errlen)
 		return;

@@ -36,8 +36,9 @@ const char *evcs_status_str(int status)
 
 /* ---- API functions (thin wrappers binding the plugin handle) ---------- */
 
-static void api_log(evcs_plugin_t *p, int level, int64_t tenant, const char *pile,
-		    const char *fmt, ...)
+__attribute__((format(printf, 5, 6))) static void api_log(evcs_plugin_t *p, int level,
+							    int64_t tenant, const char *pile,
+							    const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);

@@ -1,0 +1,405 @@
+/*
+ * bench_records.c: transaction records persisted per second into MariaDB, against a baseline
+ * measured in the same run (tests/bench/README.md; run through tests/bench/bench_records.sh).
+ *
+ *   bench_records [N [K]]     N records (default 5000), K calls in flight (default 64)
+ *
+ * Needs the EVCS_DB_* environment printed by tests/mariadb.sh. The database named by
+ * EVCS_DB_NAME is DROPPED and re-created: point it only at a private server.
+ * Baseline: N single-row INSERTs of a record-shaped row (a CHAR(32) key, 20 BIGINTs) into a
+ * scratch table through evcs_db_query_platform: the data layer's floor for one write.
+ * Measured: N "txn.record" storage calls through evcs_store_call on the in-process core (no
+ * plugins), each an offline session + record in one transaction, priced by the tariff.
+ * Both keep K calls in flight on the core's loop (single thread; the db pool works behind it).
+ * Every record must come back stored:true, duplicate:false, mismatch:false, and the row counts
+ * must equal N, else exit status 1 (the figures are then not printed as a RESULT line).
+ * Output: human-readable lines, then one "RESULT key=value ..." line the script parses.
+ */
+#include "core.h"
+#include "db.h"
+#include "store.h"
+
+#include <event2/event.h>
+#include <jansson.h>
+#include <mysql.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef EVCS_TOP_SRCDIR
+#define EVCS_TOP_SRCDIR "."
+#endif
+
+#define PILE "32010600000001"
+#define BASE_COLS 20
+
+static evcs_core_t core;
+static evcs_db_config_t cfg;
+static MYSQL *my;
+
+static long n_total, k_max;
+static long next_i, in_flight, n_done, n_failed;
+static double *t_submit; /* per call, seconds (monotonic) */
+static double lat_sum;
+static int64_t tenant_id, pile_id;
+static long long epoch_s;
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static const char *env(const char *k) { return getenv(k) && *getenv(k) ? getenv(k) : NULL; }
+
+static int sql(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int sql(const char *fmt, ...)
+{
+	char q[4096];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(q, sizeof q, fmt, ap);
+	va_end(ap);
+	if (mysql_query(my, q) != 0) {
+		fprintf(stderr, "sql failed: %s\n  %s\n", mysql_error(my), q);
+		return -1;
+	}
+	MYSQL_RES *r = mysql_store_result(my);
+	if (r)
+		mysql_free_result(r);
+	return 0;
+}
+
+/* First column of the first row; -1 when no row, -2 on error. */
+static long long qint(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static long long qint(const char *fmt, ...)
+{
+	char q[4096];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(q, sizeof q, fmt, ap);
+	va_end(ap);
+	if (mysql_query(my, q) != 0) {
+		fprintf(stderr, "query failed: %s\n  %s\n", mysql_error(my), q);
+		return -2;
+	}
+	MYSQL_RES *r = mysql_store_result(my);
+	MYSQL_ROW row = r ? mysql_fetch_row(r) : NULL;
+	long long v = row && row[0] ? atoll(row[0]) : -1;
+	if (r)
+		mysql_free_result(r);
+	return v;
+}
+
+/* 32 digits: pile serial (14) + gun (2) + start second of the run (10) + counter (6). */
+static void trade_no(char out[33], int gun, long i)
+{
+	char b[80];
+	snprintf(b, sizeof b, "%s%02d%010lld%06ld", PILE, gun, epoch_s, i);
+	memcpy(out, b, 32);
+	out[32] = 0;
+}
+
+/* ---- baseline: plain single-row INSERTs through the data layer ----------------------------- */
+
+static const char *base_sql;
+
+static void base_submit(void);
+
+static void base_done(int st, const evcs_db_result_t *res, size_t nres, const char *errmsg,
+		      void *ud)
+{
+	long i = (long)(intptr_t)ud;
+	lat_sum += now_s() - t_submit[i];
+	in_flight--;
+	n_done++;
+	if (st != EVCS_OK || nres != 1 || res[0].affected != 1) {
+		if (n_failed++ < 5)
+			fprintf(stderr, "baseline insert %ld: status %d %s\n", i, st, errmsg);
+	}
+	base_submit();
+}
+
+static void base_submit(void)
+{
+	while (in_flight < k_max && next_i < n_total) {
+		long i = next_i++;
+		char key[33];
+		trade_no(key, (int)(i % 2) + 1, i);
+		evcs_db_param_t p[1 + BASE_COLS];
+		p[0] = EVCS_DB_STR(key);
+		for (int c = 0; c < BASE_COLS; c++)
+			p[1 + c] = EVCS_DB_INT((int64_t)i * 1000 + c);
+		t_submit[i] = now_s();
+		int st = evcs_db_query_platform(core.db, base_sql, p, 1 + BASE_COLS, 0, base_done,
+						(void *)(intptr_t)i);
+		if (st != EVCS_OK) {
+			fprintf(stderr, "baseline submit %ld: status %d\n", i, st);
+			n_failed++;
+			n_done++;
+			continue;
+		}
+		in_flight++;
+	}
+}
+
+/* ---- measured: the txn.record storage operation -------------------------------------------- */
+
+/* Fixed per-record energy: 10 kWh flat + 5 kWh valley, the pile's bill equal to the tariff's
+ * plain rates (flat 0.70+0.60, valley 0.35+0.40 yuan/kWh), so no mismatch alarm is written. */
+#define FLAT_KWH 100000
+#define VALLEY_KWH 50000
+#define FLAT_AMOUNT 1300000
+#define VALLEY_AMOUNT 375000
+
+static void rec_submit(void);
+
+static void rec_done(int status, const char *result_json, void *ud)
+{
+	long i = (long)(intptr_t)ud;
+	lat_sum += now_s() - t_submit[i];
+	in_flight--;
+	n_done++;
+	json_t *r = result_json ? json_loads(result_json, 0, NULL) : NULL;
+	int ok = status == EVCS_OK && r && json_is_true(json_object_get(r, "stored")) &&
+		 json_is_false(json_object_get(r, "duplicate")) &&
+		 json_is_false(json_object_get(r, "mismatch"));
+	if (!ok && n_failed++ < 5)
+		fprintf(stderr, "txn.record %ld: status %d result %s\n", i, status,
+			result_json ? result_json : "(none)");
+	json_decref(r);
+	rec_submit();
+}
+
+static void rec_submit(void)
+{
+	while (in_flight < k_max && next_i < n_total) {
+		long i = next_i++;
+		int gun = (int)(i % 2) + 1;
+		char trade[33], raw[72];
+		trade_no(trade, gun, i);
+		snprintf(raw, sizeof raw, "68%s00", trade);
+		long long end_ms = (epoch_s - 60) * 1000 + i, start_ms = end_ms - 3600 * 1000LL;
+		long long meter0 = (long long)i * (FLAT_KWH + VALLEY_KWH);
+		json_t *rec = json_pack(
+		    "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,"
+		    "s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s,s:s}",
+		    "start_ms", start_ms, "end_ms", end_ms, "trade_time_ms", end_ms + 500,
+		    "sharp_price", (json_int_t)200000, "sharp_kwh", (json_int_t)0,
+		    "sharp_loss_kwh", (json_int_t)0, "sharp_amount", (json_int_t)0,
+		    "peak_price", (json_int_t)180000, "peak_kwh", (json_int_t)0,
+		    "peak_loss_kwh", (json_int_t)0, "peak_amount", (json_int_t)0,
+		    "flat_price", (json_int_t)130000, "flat_kwh", (json_int_t)FLAT_KWH,
+		    "flat_loss_kwh", (json_int_t)0, "flat_amount", (json_int_t)FLAT_AMOUNT,
+		    "valley_price", (json_int_t)75000, "valley_kwh", (json_int_t)VALLEY_KWH,
+		    "valley_loss_kwh", (json_int_t)0, "valley_amount", (json_int_t)VALLEY_AMOUNT,
+		    "meter_start_kwh", meter0, "meter_stop_kwh", meter0 + FLAT_KWH + VALLEY_KWH,
+		    "total_kwh", (json_int_t)(FLAT_KWH + VALLEY_KWH), "total_loss_kwh", (json_int_t)0,
+		    "total_amount", (json_int_t)(FLAT_AMOUNT + VALLEY_AMOUNT),
+		    "trade_flag", (json_int_t)1, "stop_reason", (json_int_t)64,
+		    "vin", "LSVAU2180N2183294", "physical_card", "00000000D14B0A54");
+		json_t *args = rec ? json_pack("{s:I,s:I,s:i,s:s,s:s,s:o,s:s,s:s,s:s}", "tenant_id",
+					       (json_int_t)tenant_id, "pile_id", (json_int_t)pile_id,
+					       "gun", gun, "trade_no", trade, "pile", PILE, "record",
+					       rec, "raw_hex", raw, "stop_reason_text", "normal",
+					       "peer", "127.0.0.1:1")
+				   : NULL;
+		char *js = args ? json_dumps(args, JSON_COMPACT) : NULL;
+		json_decref(args);
+		t_submit[i] = now_s();
+		int st = js ? evcs_store_call(core.store, "bench", "txn.record", js, rec_done,
+					      (void *)(intptr_t)i)
+			    : EVCS_ENOMEM;
+		free(js);
+		if (st != EVCS_OK) {
+			fprintf(stderr, "txn.record submit %ld: status %d\n", i, st);
+			n_failed++;
+			n_done++;
+			continue;
+		}
+		in_flight++;
+	}
+}
+
+/* Run one phase to completion; returns the wall time in seconds. */
+static double run_phase(void (*submit)(void))
+{
+	next_i = in_flight = n_done = n_failed = 0;
+	lat_sum = 0;
+	double t0 = now_s();
+	submit();
+	while (n_done < n_total)
+		event_base_loop(core.base, EVLOOP_ONCE);
+	return now_s() - t0;
+}
+
+/* The pool connects in the background: one round trip first, so neither phase pays for it. */
+static int warm_done;
+static void warm_cb(int st, const evcs_db_result_t *res, size_t nres, const char *errmsg, void *ud)
+{
+	warm_done = st == EVCS_OK ? 1 : -1;
+}
+
+/* ---- set-up -------------------------------------------------------------------------------- */
+
+static int setup(char *conf_path, size_t cap)
+{
+	const char *user = env("EVCS_DB_USER"), *name = env("EVCS_DB_NAME");
+	const char *sock = env("EVCS_DB_SOCKET"), *port = env("EVCS_DB_PORT");
+	if (!user || !name || (!sock && !port)) {
+		fprintf(stderr, "bench_records needs EVCS_DB_USER/NAME/SOCKET|PORT (eval \"$(tests/"
+				"mariadb.sh start DIR)\", or run tests/bench/bench_records.sh)\n");
+		return -1;
+	}
+	cfg.host = env("EVCS_DB_HOST") ? env("EVCS_DB_HOST") : "127.0.0.1";
+	cfg.port = port ? (unsigned)atoi(port) : 0;
+	cfg.socket = sock;
+	cfg.user = user;
+	cfg.password = env("EVCS_DB_PASSWORD") ? env("EVCS_DB_PASSWORD") : "";
+	cfg.name = name;
+	cfg.connect_timeout_s = 5;
+	char err[512];
+	my = evcs_db_connect_raw(&cfg, 0, err, sizeof err);
+	if (!my) {
+		fprintf(stderr, "db: %s\n", err);
+		return -1;
+	}
+	if (sql("DROP DATABASE IF EXISTS `%s`", name) < 0 ||
+	    sql("CREATE DATABASE `%s` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci", name) < 0 ||
+	    sql("USE `%s`", name) < 0)
+		return -1;
+	int from = 0, to = 0;
+	if (evcs_db_migrate(&cfg, EVCS_TOP_SRCDIR "/schema", &from, &to, err, sizeof err) != 0) {
+		fprintf(stderr, "migrate: %s\n", err);
+		return -1;
+	}
+	if (sql("INSERT INTO tenants (name) VALUES ('bench')") < 0)
+		return -1;
+	tenant_id = qint("SELECT id FROM tenants WHERE name = 'bench'");
+	sql("INSERT INTO stations (tenant_id, name) VALUES (%lld, 'S1')", (long long)tenant_id);
+	long long st = qint("SELECT id FROM stations WHERE tenant_id = %lld", (long long)tenant_id);
+	/* 00:00-08:00 valley, 08:00-17:00 flat, 17:00-19:00 sharp, 19:00-24:00 peak */
+	const char *slots = "333333333333333322222222222222222200001111111111";
+	sql("INSERT INTO tariffs (tenant_id, name, model, sharp_elec_rate, sharp_service_rate, "
+	    "peak_elec_rate, peak_service_rate, flat_elec_rate, flat_service_rate, valley_elec_rate, "
+	    "valley_service_rate, slots, state) VALUES (%lld, 'std', '0001', 120000, 80000, 100000, "
+	    "80000, 70000, 60000, 35000, 40000, '%s', 'active')",
+	    (long long)tenant_id, slots);
+	long long tariff = qint("SELECT id FROM tariffs WHERE tenant_id = %lld", (long long)tenant_id);
+	sql("INSERT INTO piles (tenant_id, station_id, serial, gun_count, tariff_id) VALUES "
+	    "(%lld, %lld, '" PILE "', 2, %lld)", (long long)tenant_id, st, tariff);
+	pile_id = qint("SELECT id FROM piles WHERE serial = '" PILE "'");
+	if (tenant_id <= 0 || st <= 0 || tariff <= 0 || pile_id <= 0)
+		return -1;
+	/* the baseline's scratch table: a record-sized row with one unique key, like the records'
+	 * trade number, so both paths maintain a comparable index */
+	char cols[BASE_COLS * 24] = "";
+	for (int c = 0; c < BASE_COLS; c++) {
+		size_t l = strlen(cols);
+		snprintf(cols + l, sizeof cols - l, ", v%02d BIGINT NOT NULL", c);
+	}
+	if (sql("CREATE TABLE bench_rows (id BIGINT AUTO_INCREMENT PRIMARY KEY, k CHAR(32) NOT NULL"
+		"%s, UNIQUE KEY (k)) ENGINE=InnoDB", cols) < 0)
+		return -1;
+
+	snprintf(conf_path, cap, "/tmp/evcs-bench-records-%d.conf", (int)getpid());
+	FILE *f = fopen(conf_path, "w");
+	if (!f)
+		return -1;
+	fprintf(f,
+		"[core]\nlog_level = warning\nschema_dir = %s/schema\nscript_dir = %s/scripts\n"
+		"[http]\nlisten = 127.0.0.1:0\n"
+		"[database]\n%s%s\nport = %u\nuser = %s\npassword = %s\nname = %s\npool = 4\n"
+		"connect_timeout = 5\n",
+		EVCS_TOP_SRCDIR, EVCS_TOP_SRCDIR, sock ? "socket = " : "host = ", sock ? sock : cfg.host,
+		cfg.port ? cfg.port : 3306, user, cfg.password, name);
+	fclose(f);
+	if (evcs_core_start(&core, conf_path, err, sizeof err) != 0) {
+		fprintf(stderr, "core start: %s\n", err);
+		return -1;
+	}
+	if (!core.db || !core.store) {
+		fprintf(stderr, "core started without database/store\n");
+		return -1;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	n_total = argc > 1 ? atol(argv[1]) : 5000;
+	k_max = argc > 2 ? atol(argv[2]) : 64;
+	if (n_total <= 0 || n_total > 999999 || k_max <= 0) {
+		fprintf(stderr, "usage: %s [N (1..999999)] [K (>0)]\n", argv[0]);
+		return 2;
+	}
+	epoch_s = (long long)time(NULL);
+	t_submit = calloc((size_t)n_total, sizeof *t_submit);
+	char conf_path[256] = "";
+	int rc = 1, core_up = 0;
+	if (!t_submit)
+		goto out;
+	if (setup(conf_path, sizeof conf_path) < 0)
+		goto out;
+	core_up = 1;
+
+	if (evcs_db_query_platform(core.db, "SELECT 1", NULL, 0, 0, warm_cb, NULL) != EVCS_OK)
+		goto out;
+	while (!warm_done)
+		event_base_loop(core.base, EVLOOP_ONCE);
+	if (warm_done < 0) {
+		fprintf(stderr, "database not reachable through the core's pool\n");
+		goto out;
+	}
+
+	static char ins[1024];
+	size_t l = (size_t)snprintf(ins, sizeof ins, "INSERT INTO bench_rows (k");
+	for (int c = 0; c < BASE_COLS; c++)
+		l += (size_t)snprintf(ins + l, sizeof ins - l, ", v%02d", c);
+	l += (size_t)snprintf(ins + l, sizeof ins - l, ") VALUES (?");
+	for (int c = 0; c < BASE_COLS; c++)
+		l += (size_t)snprintf(ins + l, sizeof ins - l, ", ?");
+	snprintf(ins + l, sizeof ins - l, ")");
+	base_sql = ins;
+
+	double t_base = run_phase(base_submit);
+	long base_failed = n_failed;
+	double base_lat = lat_sum / (double)n_total;
+	double t_rec = run_phase(rec_submit);
+	long rec_failed = n_failed;
+	double rec_lat = lat_sum / (double)n_total;
+
+	long long n_base = qint("SELECT COUNT(*) FROM bench_rows");
+	long long n_rec = qint("SELECT COUNT(*) FROM transaction_records");
+	long long n_sess = qint("SELECT COUNT(*) FROM charging_sessions");
+	double base_rate = (double)n_total / t_base, rec_rate = (double)n_total / t_rec;
+	printf("N %ld, K %ld, db pool 4\n", n_total, k_max);
+	printf("baseline: %.0f rows/s (%.3f s, mean latency %.3f ms, rows %lld, failed %ld)\n",
+	       base_rate, t_base, base_lat * 1e3, n_base, base_failed);
+	printf("txn.record: %.0f records/s (%.3f s, mean latency %.3f ms, records %lld, sessions "
+	       "%lld, failed %ld)\n",
+	       rec_rate, t_rec, rec_lat * 1e3, n_rec, n_sess, rec_failed);
+	printf("ratio records/baseline: %.3f\n", rec_rate / base_rate);
+	if (base_failed || rec_failed || n_base != n_total || n_rec != n_total || n_sess != n_total) {
+		fprintf(stderr, "bench_records: FAILED (failures or row counts differ from N)\n");
+		goto out;
+	}
+	printf("RESULT server=%s n=%ld k=%ld pool=4 baseline_rows_per_s=%.0f records_per_s=%.0f "
+	       "ratio=%.3f baseline_latency_ms=%.3f record_latency_ms=%.3f\n",
+	       mysql_get_server_info(my), n_total, k_max, base_rate, rec_rate, rec_rate / base_rate,
+	       base_lat * 1e3, rec_lat * 1e3);
+	rc = 0;
+out:
+	if (core_up)
+		evcs_core_free(&core);
+	if (my)
+		mysql_close(my);
+	if (conf_path[0])
+		unlink(conf_path);
+	free(t_submit);
+	return rc;
+}

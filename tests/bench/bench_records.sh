@@ -1,0 +1,51 @@
+#!/bin/sh
+# tests/bench/bench_records.sh [BUILD_DIR]: transaction records persisted per second into
+# MariaDB (run by hand, never by `make check`; tests/bench/README.md).
+#
+# Starts a private MariaDB (tests/mariadb.sh) in a temporary directory, runs
+# BUILD_DIR/tests/bench/bench_records N K, appends a section to tests/bench/RESULTS.md
+# (RESULTS=... to change) and stops the server again, also on failure.
+# The figure is "txn.record" storage calls per second through the in-process core
+# (offline session + record + bill in one transaction each), and its ratio to plain
+# single-row INSERTs of a record-sized row through the same data layer, same run.
+#
+# Environment: N (records, default 5000), K (calls in flight, default 64).
+set -eu
+top=$(cd "$(dirname "$0")/../.." && pwd)
+B=${1:-${BUILD_DIR:-$top/_build/main}}
+B=$(cd "$B" && pwd)
+N=${N:-5000}
+K=${K:-64}
+RESULTS=${RESULTS:-$top/tests/bench/RESULTS.md}
+prog=$B/tests/bench/bench_records
+[ -x "$prog" ] || { echo "bench_records.sh: $prog not built (make tests/bench/bench_records)" >&2; exit 1; }
+
+# short path: the server's unix socket path must stay under 100 bytes
+dir=$(mktemp -d /tmp/evcs-benchrec.XXXXXX)
+cleanup() {
+	"$top/tests/mariadb.sh" stop "$dir" >/dev/null 2>&1 || true
+	rm -rf "$dir"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+eval "$("$top/tests/mariadb.sh" start "$dir")"
+out=$dir/bench.out
+"$prog" "$N" "$K" | tee "$out"
+line=$(grep '^RESULT ' "$out") || { echo "bench_records.sh: no RESULT line" >&2; exit 1; }
+
+# RESULT server=.. n=.. k=.. pool=.. baseline_rows_per_s=.. records_per_s=.. ratio=.. baseline_latency_ms=..
+# record_latency_ms=..
+val() { echo "$line" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+{
+	echo
+	echo "### bench_records $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, $(uname -r), N=$(val n) K=$(val k)"
+	echo
+	echo "MariaDB $(val server) (private, tests/mariadb.sh defaults), core db pool $(val pool)."
+	echo
+	echo "| path | per second | mean latency ms | x baseline |"
+	echo "|---|---|---|---|"
+	echo "| baseline: single-row INSERT (CHAR(32) key + 20 BIGINT) via evcs_db_query_platform | $(val baseline_rows_per_s) rows | $(val baseline_latency_ms) | 1.00 |"
+	echo "| txn.record via evcs_store_call (session + record + bill, one transaction) | $(val records_per_s) records | $(val record_latency_ms) | $(val ratio) |"
+} >>"$RESULTS"
+echo "appended to $RESULTS"
