@@ -63,6 +63,11 @@ typedef struct evcs_core {
 	void *api_state; /* api.c */
 	struct scripting *scripting; /* scripting.c */
 	struct ops_state *store_ops; /* store_ops.c */
+	struct service *services;    /* service.c: services offered by plugins (ABI 2) */
+	void *plugin_db;             /* plugin_db.c */
+	void *api_plugin;            /* api_plugin.c */
+	void *session;               /* session.c */
+	void *tz;                    /* tz.c */
 } evcs_core_t;
 
 /* ---- net.c: listeners and connections for plugins ---- */

@@ -10,6 +10,7 @@
  * level, tell plugins (reload callback) and reload tenant scripts. Charger
  * connections are untouched. An invalid file is reported and ignored.
  */
+#include "abi2.h"
 #include "core.h"
 #include "db.h"
 #include "log.h"
@@ -331,6 +332,7 @@ void evcs_core_free(evcs_core_t *core)
 		return;
 	if (core->base)
 		evcs_plugins_unload(core);
+	evcs_services_free(core);
 	for (int i = 0; i < 4; i++)
 		if (core->sig_ev[i])
 			event_free(core->sig_ev[i]);

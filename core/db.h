@@ -70,42 +70,8 @@ typedef struct evcs_db_config {
 	int unavail_ms;        /* how long a job may wait for a connection; <= 0 means 10000 */
 } evcs_db_config_t;
 
-/* ---- parameters ------------------------------------------------------------ */
-enum evcs_db_type {
-	EVCS_DB_T_NULL = 0,
-	EVCS_DB_T_INT = 1,   /* int64 */
-	EVCS_DB_T_STR = 2,   /* bytes (utf8mb4 text or binary), len bytes or NUL-terminated */
-	EVCS_DB_T_REFID = 3, /* transactions: last insert id of statement number i (0-based) */
-};
-
-typedef struct evcs_db_param {
-	int type; /* enum evcs_db_type */
-	int64_t i;
-	const char *s;
-	size_t len; /* EVCS_DB_T_STR: SIZE_MAX means strlen(s) */
-} evcs_db_param_t;
-
-#define EVCS_DB_INT(v) ((evcs_db_param_t){EVCS_DB_T_INT, (int64_t)(v), NULL, 0})
-/* A NULL string pointer binds SQL NULL. */
-#define EVCS_DB_STR(v) ((evcs_db_param_t){EVCS_DB_T_STR, 0, (v), SIZE_MAX})
-#define EVCS_DB_BYTES(p, n) ((evcs_db_param_t){EVCS_DB_T_STR, 0, (const char *)(p), (n)})
-#define EVCS_DB_NULL ((evcs_db_param_t){EVCS_DB_T_NULL, 0, NULL, 0})
-#define EVCS_DB_REFID(stmt) ((evcs_db_param_t){EVCS_DB_T_REFID, (int64_t)(stmt), NULL, 0})
-
-/* ---- results --------------------------------------------------------------- */
-/* One per statement. Every value is text as MariaDB prints it (integers in decimal), or NULL
- * for SQL NULL; lens[] gives byte lengths (values are also NUL-terminated). */
-typedef struct evcs_db_result {
-	size_t nrows;
-	unsigned ncols;
-	char **colnames;   /* ncols names */
-	char **cells;      /* nrows * ncols, row-major; NULL = SQL NULL */
-	size_t *lens;      /* nrows * ncols */
-	uint64_t affected; /* INSERT/DELETE: rows affected; UPDATE: rows MATCHED (the connection
-			    * uses CLIENT_FOUND_ROWS, so an UPDATE to identical values still counts);
-			    * SELECT: rows returned */
-	uint64_t insert_id;
-} evcs_db_result_t;
+/* Parameters, results, callbacks and flags (evcs_db_param_t, EVCS_DB_INT..., evcs_db_result_t,
+ * evcs_db_cb, EVCS_DB_IDEMPOTENT, EVCS_DB_REQUIRE_ROW) are part of the plugin ABI: <evcs/plugin.h>. */
 
 /* Borrowed cell text, NULL for SQL NULL or out of range. */
 const char *evcs_db_cell(const evcs_db_result_t *r, size_t row, unsigned col);
@@ -114,19 +80,7 @@ int evcs_db_col(const evcs_db_result_t *r, const char *name);
 /* Parse a cell as int64: 0 ok, EVCS_ENOENT for NULL/out of range, EVCS_EINVAL if not an integer. */
 int evcs_db_cell_i64(const evcs_db_result_t *r, size_t row, unsigned col, int64_t *out);
 
-/* status: see the error list above. res: one entry per statement (nres of them), or NULL on
- * failure. errmsg: server/layer message on failure (else ""). Both valid during the call only. */
-typedef void (*evcs_db_cb)(int status, const evcs_db_result_t *res, size_t nres,
-			   const char *errmsg, void *ud);
-
-/* ---- job flags --------------------------------------------------------------- */
-#define EVCS_DB_IDEMPOTENT 0x1u /* safe to run twice: may be retried after a lost connection */
-/* per-statement (evcs_db_txn_add*, evcs_db_query*): fail with EVCS_ENOENT (rolling back a
- * transaction) when the statement changes or returns no row */
-#define EVCS_DB_REQUIRE_ROW 0x2u
-
 typedef struct evcs_db evcs_db_t;
-typedef struct evcs_db_txn evcs_db_txn_t;
 typedef struct evcs_db_batch evcs_db_batch_t;
 
 /* Start the pool. Workers connect in the background (a database that is down at start-up is

@@ -9,6 +9,7 @@
  * A failed init unloads the plugin: the daemon stops if it was required and
  * goes on otherwise. Cleanup runs in reverse load order.
  */
+#include "abi2.h"
 #include "core.h"
 #include "log.h"
 #include "store.h"
@@ -229,6 +230,12 @@ void evcs_api_fill(evcs_api_t *a)
 	a->metric_add = evcs_metric_add;
 	a->metric_set = evcs_metric_set;
 	a->status_name = evcs_status_str;
+	/* ABI 2: each module fills its own entries (abi2.h) */
+	evcs_plugin_db_fill(a);
+	evcs_api_plugin_fill(a);
+	evcs_service_fill(a);
+	evcs_session_fill(a);
+	evcs_tz_fill(a);
 }
 
 /* ---- loading ---------------------------------------------------------- */
@@ -295,12 +302,13 @@ int evcs_plugin_probe(const char *dirs, const char *name, const char *file, char
 		dlclose(h);
 		return EVCS_ENOTSUP;
 	}
-	if (in->size < offsetof(evcs_plugin_info_t, reload) || in->abi_major != EVCS_ABI_MAJOR) {
+	if (in->size < offsetof(evcs_plugin_info_t, reload) || in->abi_major < EVCS_ABI_MAJOR_OLDEST ||
+	    in->abi_major > EVCS_ABI_MAJOR) {
 		snprintf(err, errlen,
 			 "plugin %s: %s was built for plugin ABI %u.%u, this core implements %d.%d "
-			 "(major versions must match: rebuild the plugin against this evcsd)",
+			 "and loads plugins of ABI %d to %d (rebuild the plugin against this evcsd)",
 			 name, path_out, in->abi_major, in->abi_minor, EVCS_ABI_MAJOR,
-			 EVCS_ABI_MINOR);
+			 EVCS_ABI_MINOR, EVCS_ABI_MAJOR_OLDEST, EVCS_ABI_MAJOR);
 		dlclose(h);
 		return EVCS_ENOTSUP;
 	}
@@ -336,6 +344,10 @@ static void plugin_detach(evcs_core_t *core, struct evcs_plugin *p)
 		evcs_http_drop_owner(core->http, p->name);
 	evcs_store_drop_owner(core->store, p->name);
 	evcs_metrics_drop_owner(core->metrics, p->name);
+	evcs_service_drop_owner(core, p);
+	evcs_api_plugin_drop_owner(core, p);
+	evcs_session_drop_owner(core, p);
+	evcs_plugin_db_drop_owner(core, p);
 }
 
 int evcs_plugins_load(evcs_core_t *core)

@@ -67,7 +67,7 @@ typedef struct evcs_script_limits {
 void evcs_script_limits_default(evcs_script_limits_t *l);
 
 /* ---- tariff model (what YKC 0x0A/0x58 carry) ----------------------------- */
-enum evcs_period { EVCS_SHARP = 0, EVCS_PEAK = 1, EVCS_FLAT = 2, EVCS_VALLEY = 3 };
+/* enum evcs_period (EVCS_SHARP..EVCS_VALLEY) is public: <evcs/plugin.h> */
 #define EVCS_PERIODS 4
 #define EVCS_SLOTS 48
 

@@ -1,0 +1,38 @@
+/*
+ * abi2.h: how the core's modules fill the ABI 2 part of the plugin API table and undo a
+ * plugin's registrations when it unloads. Each module owns its own entries:
+ *
+ *   plugin_db.c   db_* (the data layer for plugins) and plugin schema migrations
+ *   api_plugin.c  api_route, req_* (plugin routes on the operator API)
+ *   service.c     service_offer, service_get (services between plugins)
+ *   session.c     session_* (the protocol-neutral session model)
+ *   tz.c          tenant_utc_offset (IANA zones per tenant)
+ *
+ * evcs_api_fill (plugin.c) calls every *_fill; plugin_detach calls every *_drop_owner after
+ * the plugin's cleanup (or failed init), before its handle is freed. Loop thread only.
+ */
+#ifndef EVCS_ABI2_H
+#define EVCS_ABI2_H
+
+#include <evcs/plugin.h>
+
+struct evcs_core;
+struct evcs_plugin;
+
+void evcs_plugin_db_fill(evcs_api_t *a);
+void evcs_plugin_db_drop_owner(struct evcs_core *core, struct evcs_plugin *p);
+
+void evcs_api_plugin_fill(evcs_api_t *a);
+void evcs_api_plugin_drop_owner(struct evcs_core *core, struct evcs_plugin *p);
+
+void evcs_service_fill(evcs_api_t *a);
+void evcs_service_drop_owner(struct evcs_core *core, struct evcs_plugin *p);
+/* Free the registry (daemon shutdown, after every plugin unloaded). */
+void evcs_services_free(struct evcs_core *core);
+
+void evcs_session_fill(evcs_api_t *a);
+void evcs_session_drop_owner(struct evcs_core *core, struct evcs_plugin *p);
+
+void evcs_tz_fill(evcs_api_t *a);
+
+#endif
