@@ -116,4 +116,18 @@ int dbi_is_select(const char *sql);
 /* db_worker.c: a worker thread's body (arg: struct worker *) */
 void *dbi_worker_main(void *arg);
 
+/* db_migrate.c: blocking helpers shared with the plugin migration runner (db_plugin_migrate.c) */
+struct st_mysql;
+void evcs_dbm_sha256_hex(const char *data, size_t len, char out[65]);
+int evcs_dbm_has_delimiter(const char *sql); /* a DELIMITER client directive line */
+int64_t evcs_dbm_now_ms(void);
+/* run sql (results drained); err gets the server's message */
+int evcs_dbm_exec(struct st_mysql *m, const char *sql, char *err, size_t errlen);
+/* one integer from a one-row query; *out = -1 for NULL or no row */
+int evcs_dbm_query_int(struct st_mysql *m, const char *sql, long long *out, char *err,
+		       size_t errlen);
+/* send one multi-statement batch and walk its results; err names the failing statement */
+int evcs_dbm_apply(struct st_mysql *m, const char *fname, const char *sql, size_t len, char *err,
+		   size_t errlen);
+
 #endif

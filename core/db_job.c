@@ -445,3 +445,25 @@ int evcs_db_txn_submit(evcs_db_txn_t *t, unsigned flags, evcs_db_cb cb, void *ud
 	return rc;
 }
 
+
+/* ---- owner of a transaction (plugin_db.c) ---------------------------------------------- */
+void evcs_db_txn_set_owner(evcs_db_txn_t *t, const void *owner, unsigned owner_flags)
+{
+	if (!t)
+		return;
+	t->owner = owner;
+	t->owner_flags = owner_flags;
+}
+
+const void *evcs_db_txn_owner(const evcs_db_txn_t *t, unsigned *owner_flags)
+{
+	if (owner_flags)
+		*owner_flags = t ? t->owner_flags : 0;
+	return t ? t->owner : NULL;
+}
+
+void evcs_db_txn_poison(evcs_db_txn_t *t, int status)
+{
+	if (t && status && !t->job->poisoned)
+		t->job->poisoned = status;
+}

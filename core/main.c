@@ -31,7 +31,8 @@ static void usage(FILE *f)
 		"  -c, --config FILE   configuration file (default %s/evcsd.conf)\n"
 		"  -f, --foreground    stay in the foreground (use under systemd)\n"
 		"      --check-config  parse the configuration, probe the plugins, and exit\n"
-		"      --migrate       apply pending database schema migrations and exit\n"
+		"      --migrate       apply pending database schema migrations (the core's, then\n"
+		"                      each configured plugin's) and exit\n"
 		"  -V, --version       print the version and plugin ABI, and exit\n"
 		"  -h, --help          this help\n\n"
 		"Signals: SIGTERM/SIGINT drain and stop; SIGHUP reloads configuration and scripts.\n",
