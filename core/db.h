@@ -13,7 +13,7 @@
  * Workers wake the loop through a pipe, so the base needs no evthread locking (the daemon's
  * evthread_use_pthreads() does no harm). Do not call evcs_db_close() from inside a db callback.
  *
- * Tenant isolation lives in one function (job_add in db.c): a tenant-scoped statement
+ * Tenant isolation lives in one function (job_add in db_job.c): a tenant-scoped statement
  * (evcs_db_query, evcs_db_txn_add) must contain at least one marker `tenant_id = ?` (any
  * qualifier such as `s.tenant_id = ?`, backticks and spacing allowed; not <=, !=, <=>). The layer
  * binds the tenant id at every marker and the caller's values fill the remaining placeholders in
