@@ -213,13 +213,21 @@ static pid_t spawn(const char *outfile, int migrate)
 		int fd = open(outfile, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 		dup2(fd, 1);
 		dup2(fd, 2);
-		if (migrate)
+		if (migrate == 2)
+			execl(EVCSD_BIN, "evcsd", "--check-config", "-c", conf, (char *)NULL);
+		else if (migrate)
 			execl(EVCSD_BIN, "evcsd", "--migrate", "-c", conf, (char *)NULL);
 		else
 			execl(EVCSD_BIN, "evcsd", "-f", "-c", conf, (char *)NULL);
 		_exit(127);
 	}
 	return pid;
+}
+
+/* `evcsd --check-config`: exit status; its output is in out_path. */
+static int run_check_config(void)
+{
+	return wait_exit(spawn(out_path, 2), 60);
 }
 
 /* `evcsd --migrate`: exit status; its output is in out_path. */
@@ -463,6 +471,12 @@ static void test_bad_prefix_refused(void)
 	int st = run_daemon();
 	CU_ASSERT(st != 1000 && st != 0 && st != -1);
 	CU_ASSERT_TRUE(log_has("`stations_extra` refused", 1));
+	/* and --check-config, without contacting the database */
+	CU_ASSERT_EQUAL(run_check_config(), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(slurp(out_path), "`stations_extra` refused"));
+	write_conf(PLUG_V2, 1);
+	CU_ASSERT_EQUAL(run_check_config(), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(slurp(out_path), "plugin tp_db: 2 schema migration(s)\n"));
 }
 
 static void test_needs_database(void)
@@ -473,6 +487,8 @@ static void test_needs_database(void)
 	CU_ASSERT_TRUE(log_has("plugin tp_db keeps its own tables (schema migrations) and needs a "
 			       "[database] section",
 			       1));
+	CU_ASSERT_EQUAL(run_check_config(), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(slurp(out_path), "1 schema migration(s), but no [database] section"));
 	/* a plugin without migrations needs none */
 	write_conf("[plugin tp_dbplat]\nfile = tp_db_plat.so\n", 0);
 	CU_ASSERT_EQUAL(run_daemon(), 1000);
