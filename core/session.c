@@ -42,10 +42,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #define COMP "session"
-#define GROUP_MAX 32         /* closes per group transaction */
+#define GROUP_MAX 64         /* closes per group transaction */
 #define OPEN_CACHE_MAX 200000 /* open sessions kept in memory (beyond: read back at close) */
 #define READINGS_MAX 96       /* meter readings kept per open session (decimated beyond) */
 
@@ -110,10 +111,11 @@ struct sop {
 	size_t nevidence;
 	int mode;           /* enum close_mode */
 	int pending_state;  /* the row is 'pending': move it to 'starting' first */
-	int64_t session_id, station_id, alarm_id;
+	int64_t session_id, station_id, connector_id, alarm_id;
 	evcs_priced_t priced;
 	int mismatch;
 	int solo;          /* retried alone after its group failed */
+	int evidence_merged; /* its evidence row goes in the group's multi-row evidence statement */
 	size_t base, idx_session, idx_alarm; /* statement numbers inside the group transaction */
 	int has_alarm;
 };
@@ -392,9 +394,14 @@ static int api_session_authorize(evcs_plugin_t *p, const evcs_auth_request_t *a,
 
 /* ---- open ---------------------------------------------------------------------------------- */
 
+/* the pile's station, identity, assigned tariff and the gun's connector (a plain consistent
+ * read: the writes then take no shared locks on the connector row); values: gun, pile id */
 #define PILE_TARIFF_READ                                                                          \
-	"SELECT p.station_id, p.serial, " TARIFF_COLS " FROM piles p LEFT JOIN tariffs t ON "        \
-	"t.tenant_id = p.tenant_id AND t.id = p.tariff_id WHERE p.tenant_id = ? AND p.id = ?"
+	"SELECT p.station_id, p.serial, " TARIFF_COLS ", (SELECT c.id FROM connectors c WHERE "      \
+	"c.tenant_id = p.tenant_id AND c.pile_id = p.id AND c.gun_no = ?) FROM piles p LEFT JOIN "   \
+	"tariffs t ON t.tenant_id = p.tenant_id AND t.id = p.tariff_id WHERE p.tenant_id = ? AND "   \
+	"p.id = ?"
+#define PILE_CONNECTOR_COL (2 + TARIFF_NCOLS)
 #define ACTIVE_TARIFF_READ                                                                        \
 	"SELECT " TARIFF_COLS " FROM tariffs t WHERE t.tenant_id = ? AND t.state = 'active' "        \
 	"ORDER BY t.id DESC LIMIT 1"
@@ -476,15 +483,15 @@ static void open_read_done(int st, const evcs_db_result_t *res, size_t nres, con
 	}
 	pick_for_pile(core, o->tenant, &res[0], &res[1], &o->tariff);
 	int64_t station = cell_i64(&res[0], 0, 0, 0);
+	int64_t connector = cell_i64(&res[0], 0, PILE_CONNECTOR_COL, 0);
 	const evcs_session_open_t *so = &o->o;
 	int vin = strcmp(o->start_mode, "vin") == 0;
 	char slots[49];
-	evcs_db_param_t p[17 + SESSION_TARIFF_NPARAMS];
+	evcs_db_param_t p[16 + SESSION_TARIFF_NPARAMS];
 	size_t n = 0;
 	p[n++] = station > 0 ? EVCS_DB_INT(station) : EVCS_DB_NULL;
 	p[n++] = EVCS_DB_INT(o->pile_id);
-	p[n++] = EVCS_DB_INT(o->pile_id);
-	p[n++] = EVCS_DB_INT(o->gun);
+	p[n++] = connector > 0 ? EVCS_DB_INT(connector) : EVCS_DB_NULL;
 	p[n++] = EVCS_DB_INT(o->gun);
 	p[n++] = EVCS_DB_STR(o->trade);
 	p[n++] = EVCS_DB_STR(o->start_mode);
@@ -502,8 +509,7 @@ static void open_read_done(int st, const evcs_db_result_t *res, size_t nres, con
 	int rc = evcs_db_query(
 	    core->db, o->tenant,
 	    "INSERT INTO charging_sessions SET tenant_id = ?, station_id = ?, pile_id = ?, "
-	    "connector_id = (SELECT c.id FROM connectors c WHERE c.tenant_id = ? AND c.pile_id = ? AND "
-	    "c.gun_no = ?), gun_no = ?, trade_no = ?, state = 'starting', start_mode = ?, driver_id = ?, "
+	    "connector_id = ?, gun_no = ?, trade_no = ?, state = 'starting', start_mode = ?, driver_id = ?, "
 	    "card_id = ?, physical_card = ?, vin = ?, operator_user_id = ?, partner_id = ?, "
 	    "partner_seq = LEFT(?, 32), tariff_id = ?, requested_ms = ?, " SESSION_TARIFF_SET
 	    /* a repeat, or an order its requester recorded 'pending' (a partner's start) that the
@@ -563,8 +569,8 @@ static int api_session_open(evcs_plugin_t *p, const evcs_session_open_t *so, evc
 	if (core->scripts)
 		evcs_scripting_touch(core, o->tenant);
 	evcs_db_txn_t *t = evcs_db_txn_new(core->db);
-	evcs_db_param_t pp[] = {EVCS_DB_INT(so->pile_id)};
-	evcs_db_txn_add(t, o->tenant, PILE_TARIFF_READ, pp, 1, 0);
+	evcs_db_param_t pp[] = {EVCS_DB_INT(so->gun), EVCS_DB_INT(so->pile_id)};
+	evcs_db_txn_add(t, o->tenant, PILE_TARIFF_READ, pp, 2, 0);
 	evcs_db_txn_add(t, o->tenant, ACTIVE_TARIFF_READ, NULL, 0, 0);
 	int rc = evcs_db_txn_submit(t, EVCS_DB_IDEMPOTENT, open_read_done, o);
 	if (rc != EVCS_OK) {
@@ -774,6 +780,14 @@ static void close_failed(struct sop *o, int st, const char *errmsg)
 	if (!o->solo && st != EVCS_EUNAVAIL && st != EVCS_EBUSY) {
 		/* its group failed: try it alone so a bad neighbour cannot take it down */
 		o->solo = 1;
+		o->evidence_merged = 0;
+		ready_push(o);
+		return;
+	}
+	o->evidence_merged = 0;
+	if (st == EVCS_ERR && errmsg && strstr(errmsg, "Deadlock") && o->rereads < 3) {
+		/* InnoDB chose it as the victim (the data layer already retried once): again, alone */
+		o->rereads++;
 		ready_push(o);
 		return;
 	}
@@ -905,8 +919,9 @@ static void close_price(struct sop *o, const struct open_sess *e)
 	o->mismatch = evcs_bill_mismatch(o->priced.total, o->c.pile_amount, evcs_billing_tolerance(core));
 }
 
-/* Append one close's statements to the group transaction. */
-static void close_add(struct sop *o, evcs_db_txn_t *t, size_t *nstmt)
+/* Append one close's statements to the group transaction; shared = its session row is
+ * written by the group's shared statement (group_rows) instead. */
+static void close_add(struct sop *o, evcs_db_txn_t *t, size_t *nstmt, int shared)
 {
 	int64_t kwh[4];
 	for (int q = 0; q < 4; q++)
@@ -914,7 +929,9 @@ static void close_add(struct sop *o, evcs_db_txn_t *t, size_t *nstmt)
 	char slots[49];
 	evcs_db_param_t p[16 + CLOSE_NPARAMS];
 	o->base = *nstmt;
-	if (o->mode == CM_UPDATE) {
+	if (shared) {
+		o->idx_session = SIZE_MAX;
+	} else if (o->mode == CM_UPDATE) {
 		if (o->pending_state) {
 			/* the trigger allows finished only from starting onwards */
 			evcs_db_param_t sp[] = {EVCS_DB_INT(o->session_id)};
@@ -939,8 +956,7 @@ static void close_add(struct sop *o, evcs_db_txn_t *t, size_t *nstmt)
 		size_t n = 0;
 		p[n++] = o->station_id > 0 ? EVCS_DB_INT(o->station_id) : EVCS_DB_NULL;
 		p[n++] = EVCS_DB_INT(o->pile_id);
-		p[n++] = EVCS_DB_INT(o->pile_id);
-		p[n++] = EVCS_DB_INT(o->gun);
+		p[n++] = o->connector_id > 0 ? EVCS_DB_INT(o->connector_id) : EVCS_DB_NULL;
 		p[n++] = EVCS_DB_INT(o->gun);
 		p[n++] = EVCS_DB_STR(o->trade);
 		p[n++] = EVCS_DB_STR(o->start_mode);
@@ -953,16 +969,16 @@ static void close_add(struct sop *o, evcs_db_txn_t *t, size_t *nstmt)
 		n += close_params(o, kwh, slots, &p[n]);
 		evcs_db_txn_add(t, o->tenant,
 				"INSERT INTO charging_sessions SET tenant_id = ?, station_id = ?, pile_id = ?, "
-				"connector_id = (SELECT c.id FROM connectors c WHERE c.tenant_id = ? AND "
-				"c.pile_id = ? AND c.gun_no = ?), gun_no = ?, trade_no = ?, state = 'finished', "
+				"connector_id = ?, gun_no = ?, trade_no = ?, state = 'finished', "
 				"start_mode = ?, physical_card = ?, vin = ?, tariff_id = ?, requested_ms = ?, "
 				"start_ms = ?, " CLOSE_SET,
 				p, n, 0);
 	}
-	o->idx_session = (*nstmt)++;
+	if (!shared)
+		o->idx_session = (*nstmt)++;
 	evcs_db_param_t sid = o->mode == CM_UPDATE ? EVCS_DB_INT(o->session_id)
 						   : EVCS_DB_REFID(o->idx_session);
-	if (o->evidence_sql) {
+	if (o->evidence_sql && !o->evidence_merged) {
 		evcs_db_param_t ev[64];
 		for (size_t i = 0; i < o->nevidence; i++)
 			ev[i] = o->evidence[i].type == EVCS_DB_T_REFID ? sid : o->evidence[i];
@@ -983,12 +999,189 @@ static void close_add(struct sop *o, evcs_db_txn_t *t, size_t *nstmt)
 				ap, 6, 0);
 		o->idx_alarm = (*nstmt)++;
 	}
-	evcs_db_param_t cp[] = {EVCS_DB_INT(o->pile_id), EVCS_DB_INT(o->gun), sid};
-	evcs_db_txn_add(t, o->tenant,
-			"UPDATE connectors SET current_session_id = NULL WHERE tenant_id = ? AND pile_id = ? "
-			"AND gun_no = ? AND current_session_id = ?",
-			cp, 3, 0);
-	(*nstmt)++;
+	if (o->mode == CM_UPDATE && !shared) {
+		/* the gun's live pointer to the session, found through ix_connectors_session (010) so
+		 * that closes on the same gun do not queue behind each other's lock on the row */
+		evcs_db_param_t cp[] = {EVCS_DB_INT(o->session_id)};
+		evcs_db_txn_add(t, o->tenant,
+				"UPDATE connectors SET current_session_id = NULL WHERE tenant_id = ? AND "
+				"current_session_id = ?",
+				cp, 1, 0);
+		(*nstmt)++;
+	}
+}
+
+/* Columns of the shared statement, in close_params() order after the 8 leading ones. */
+static const char *const close_cols[] = {
+    "end_ms", "stop_reason", "stop_reason_text", "meter_start", "meter_stop", "sharp_kwh",
+    "sharp_amount", "peak_kwh", "peak_amount", "flat_kwh", "flat_amount", "valley_kwh",
+    "valley_amount", "total_kwh", "total_loss_kwh", "elec_amount", "service_amount",
+    "total_amount", "pile_amount", "bill", "amount_mismatch", "close_digest", "close_source",
+    "closed_ms", "tariff_model", "tariff_sharp_elec_rate", "tariff_sharp_service_rate",
+    "tariff_peak_elec_rate", "tariff_peak_service_rate", "tariff_flat_elec_rate",
+    "tariff_flat_service_rate", "tariff_valley_elec_rate", "tariff_valley_service_rate",
+    "tariff_slots", "tariff_script"};
+#define SHARED_LEAD 8 /* id, tenant_id, pile_id, gun_no, trade_no, start_mode, start_ms, tariff_id */
+#define SHARED_NPARAMS (SHARED_LEAD + CLOSE_NPARAMS)
+
+/* One statement that finishes the session rows of every close in the group that knows its
+ * session id: a multi-row upsert on the primary key (installation-wide, with each row's own
+ * tenant). Its first assignment is the guard: a row that is already finished, or belongs to
+ * another tenant, gets total_kwh = -1, which ck_sessions_energy refuses, so the group fails and
+ * its closes are retried one by one through the guarded single-row UPDATE (which then reads
+ * the duplicate or conflict back). Then the connector pointers of those sessions are released.
+ * Returns the number of statements added (0 or 2). */
+static size_t group_rows(struct sop **v, size_t n, evcs_db_txn_t *t)
+{
+	if (n == 0)
+		return 0;
+	size_t ncols = sizeof close_cols / sizeof *close_cols;
+	size_t cap = 1024 + ncols * 120 + n * (SHARED_NPARAMS * 3 + 40);
+	char *sql = malloc(cap);
+	evcs_db_param_t *p = calloc(n * SHARED_NPARAMS, sizeof *p);
+	char(*slots)[49] = calloc(n, sizeof *slots);
+	char *ids = malloc(n * 3 + 96);
+	evcs_db_param_t *idp = calloc(n, sizeof *idp);
+	if (!sql || !p || !slots || !ids || !idp) {
+		free(sql);
+		free(p);
+		free(slots);
+		free(ids);
+		free(idp);
+		return (size_t)-1;
+	}
+	size_t L = (size_t)snprintf(sql, cap, "INSERT INTO charging_sessions (id, tenant_id, pile_id, "
+					      "gun_no, trade_no, start_mode, start_ms, tariff_id");
+	for (size_t c = 0; c < ncols; c++)
+		L += (size_t)snprintf(sql + L, cap - L, ", %s", close_cols[c]);
+	L += (size_t)snprintf(sql + L, cap - L, ") VALUES ");
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct sop *o = v[i];
+		L += (size_t)snprintf(sql + L, cap - L, "%s(?, ?, ?, ?, ?, ?, ?, ?", i ? ", " : "");
+		for (size_t c = 0; c < ncols; c++)
+			L += (size_t)snprintf(sql + L, cap - L, ", %s",
+					      !strcmp(close_cols[c], "stop_reason_text") ? "LEFT(?, 128)"
+					      : !strcmp(close_cols[c], "close_source")   ? "LEFT(?, 32)"
+											 : "?");
+		L += (size_t)snprintf(sql + L, cap - L, ")");
+		int64_t kwh[4];
+		for (int q = 0; q < 4; q++)
+			kwh[q] = o->c.period[q].kwh;
+		p[k++] = EVCS_DB_INT(o->session_id);
+		p[k++] = EVCS_DB_INT(o->tenant);
+		p[k++] = EVCS_DB_INT(o->pile_id);
+		p[k++] = EVCS_DB_INT(o->gun);
+		p[k++] = EVCS_DB_STR(o->trade);
+		p[k++] = EVCS_DB_STR(o->start_mode);
+		p[k++] = o->c.start_ms > 0 ? EVCS_DB_INT(o->c.start_ms) : EVCS_DB_NULL;
+		p[k++] = o->tariff.found && o->tariff.id > 0 ? EVCS_DB_INT(o->tariff.id) : EVCS_DB_NULL;
+		k += close_params(o, kwh, slots[i], &p[k]);
+	}
+	L += (size_t)snprintf(sql + L, cap - L,
+			      " ON DUPLICATE KEY UPDATE total_kwh = IF(state = 'finished' OR tenant_id <> "
+			      "VALUES(tenant_id), -1, VALUES(total_kwh)), state = 'finished', "
+			      "start_ms = COALESCE(start_ms, VALUES(start_ms)), "
+			      "tariff_id = COALESCE(tariff_id, VALUES(tariff_id))");
+	for (size_t c = 0; c < ncols; c++) {
+		const char *col = close_cols[c];
+		if (!strcmp(col, "total_kwh") || !strcmp(col, "tariff_model"))
+			continue;
+		if (!strncmp(col, "tariff_", 7))
+			L += (size_t)snprintf(sql + L, cap - L,
+					      ", %s = IF(tariff_model IS NULL, VALUES(%s), %s)", col, col, col);
+		else
+			L += (size_t)snprintf(sql + L, cap - L, ", %s = VALUES(%s)", col, col);
+	}
+	snprintf(sql + L, cap - L, ", tariff_model = COALESCE(tariff_model, VALUES(tariff_model))");
+	evcs_db_txn_add_platform(t, sql, p, k, 0);
+	size_t l2 = (size_t)snprintf(ids, n * 3 + 96,
+				     "UPDATE connectors SET current_session_id = NULL WHERE "
+				     "current_session_id IN (");
+	for (size_t i = 0; i < n; i++) {
+		l2 += (size_t)snprintf(ids + l2, n * 3 + 96 - l2, "%s?", i ? "," : "");
+		idp[i] = EVCS_DB_INT(v[i]->session_id);
+	}
+	snprintf(ids + l2, n * 3 + 96 - l2, ")");
+	evcs_db_txn_add_platform(t, ids, idp, n, 0);
+	free(sql);
+	free(p);
+	free(slots);
+	free(ids);
+	free(idp);
+	return 2;
+}
+
+/* Evidence in the plain form `INSERT INTO name (tenant_id, c1, ...) VALUES (?, ?, ...)` (only
+ * placeholders in VALUES, nothing after it) can be written for several closes as one multi-row
+ * INSERT, as a driver rewrites a batch. Returns the length of the part before " VALUES", or 0. */
+static size_t evidence_batchable(const char *sql)
+{
+	if (!sql || strncasecmp(sql, "INSERT INTO ", 12) != 0)
+		return 0;
+	const char *open = strchr(sql, '(');
+	const char *v = open ? strstr(open, ") VALUES (") : NULL;
+	if (!open || !v || strchr(open + 1, '(') < v)
+		return 0;
+	const char *c = open + 1;
+	while (*c == ' ')
+		c++;
+	if (strncasecmp(c, "tenant_id", 9) != 0 || (c[9] != ',' && c[9] != ' '))
+		return 0;
+	const char *vals = v + strlen(") VALUES (");
+	size_t n = strspn(vals, "?, ");
+	if (strcmp(vals + n, ")") != 0)
+		return 0;
+	return (size_t)(v + 1 - sql);
+}
+
+/* One statement for the evidence of the group's closes whose statement text is the same
+ * batchable INSERT (the first such text wins; others write their own). The core binds each
+ * row's tenant itself, as the data layer does at a marker. Returns statements added. */
+static size_t group_evidence(struct sop **v, size_t n, evcs_db_txn_t *t)
+{
+	const char *text = NULL;
+	size_t head = 0, rows = 0, per = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct sop *o = v[i];
+		size_t h = evidence_batchable(o->evidence_sql);
+		if (!h)
+			continue;
+		if (!text) {
+			text = o->evidence_sql;
+			head = h;
+			per = o->nevidence;
+		}
+		if (strcmp(o->evidence_sql, text) == 0 && o->nevidence == per)
+			rows++;
+	}
+	if (rows < 2)
+		return 0;
+	const char *tuple = text + head + strlen(" VALUES ");
+	size_t cap = head + 16 + rows * (strlen(tuple) + 2);
+	char *sql = malloc(cap);
+	evcs_db_param_t *p = calloc(rows * (per + 1), sizeof *p);
+	if (!sql || !p) {
+		free(sql);
+		free(p);
+		return 0;
+	}
+	size_t L = (size_t)snprintf(sql, cap, "%.*s VALUES ", (int)head, text), k = 0, r = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct sop *o = v[i];
+		if (!o->evidence_sql || strcmp(o->evidence_sql, text) != 0 || o->nevidence != per)
+			continue;
+		L += (size_t)snprintf(sql + L, cap - L, "%s%s", r++ ? ", " : "", tuple);
+		p[k++] = EVCS_DB_INT(o->tenant);
+		for (size_t j = 0; j < per; j++)
+			p[k++] = o->evidence[j].type == EVCS_DB_T_REFID ? EVCS_DB_INT(o->session_id)
+									 : o->evidence[j];
+		o->evidence_merged = 1;
+	}
+	int rc = evcs_db_txn_add_platform(t, sql, p, k, 0);
+	free(sql);
+	free(p);
+	return rc == EVCS_OK ? 1 : 0;
 }
 
 static int write_slots(struct sess_state *st)
@@ -1007,8 +1200,8 @@ static void flush_cb(evutil_socket_t fd, short what, void *ud)
 		evcs_db_txn_t *t = evcs_db_txn_new(st->core->db);
 		if (!t)
 			break;
-		struct sop *head = NULL, *tail = NULL;
-		size_t nstmt = 0, taken = 0;
+		struct sop *head = NULL, *tail = NULL, *shared[GROUP_MAX];
+		size_t nstmt = 0, taken = 0, nshared = 0;
 		/* a close retried alone goes in a group of its own */
 		while (st->ready_head && taken < GROUP_MAX) {
 			struct sop *o = st->ready_head;
@@ -1019,15 +1212,31 @@ static void flush_cb(evutil_socket_t fd, short what, void *ud)
 				st->ready_tail = NULL;
 			st->nready--;
 			o->rnext = NULL;
-			close_add(o, t, &nstmt);
 			if (tail)
 				tail->rnext = o;
 			else
 				head = o;
 			tail = o;
 			taken++;
+			if (!o->solo && o->mode == CM_UPDATE && !o->pending_state)
+				shared[nshared++] = o;
 			if (o->solo)
 				break;
+		}
+		/* the shared session statement first, then each close's own statements */
+		size_t added = group_rows(shared, nshared, t);
+		if (added == (size_t)-1) {
+			added = 0;
+			nshared = 0; /* out of memory: every close writes its own row */
+		}
+		nstmt += added;
+		if (nshared)
+			nstmt += group_evidence(shared, nshared, t);
+		for (struct sop *o = head; o; o = o->rnext) {
+			int in_shared = 0;
+			for (size_t i = 0; i < nshared && !in_shared; i++)
+				in_shared = shared[i] == o;
+			close_add(o, t, &nstmt, in_shared);
 		}
 		int rc = evcs_db_txn_submit(t, 0, group_done, head);
 		if (rc != EVCS_OK) {
@@ -1152,6 +1361,7 @@ static void close_read_done(int st, const evcs_db_result_t *res, size_t nres, co
 		return;
 	}
 	o->station_id = cell_i64(S1, 0, 0, 0);
+	o->connector_id = cell_i64(S1, 0, PILE_CONNECTOR_COL, 0);
 	memset(&o->tariff, 0, sizeof o->tariff);
 	o->mode = CM_INSERT;
 	o->pending_state = 0;
@@ -1196,7 +1406,8 @@ static void close_read(struct sop *o)
 			"s.station_id, " SESSION_TARIFF_COLS " FROM charging_sessions s "
 			"WHERE s.tenant_id = ? AND s.pile_id = ? AND s.trade_no = ?",
 			p, 2, 0);
-	evcs_db_txn_add(t, o->tenant, PILE_TARIFF_READ, p, 1, 0);
+	evcs_db_param_t pp[] = {EVCS_DB_INT(o->gun), EVCS_DB_INT(o->pile_id)};
+	evcs_db_txn_add(t, o->tenant, PILE_TARIFF_READ, pp, 2, 0);
 	evcs_db_txn_add(t, o->tenant, ACTIVE_TARIFF_READ, NULL, 0, 0);
 	int rc = evcs_db_txn_submit(t, EVCS_DB_IDEMPOTENT, close_read_done, o);
 	if (rc != EVCS_OK)

@@ -57,3 +57,7 @@ ALTER TABLE record_conflicts
   ADD KEY ix_conflicts_session (tenant_id, session_id),
   ADD CONSTRAINT fk_conflicts_session FOREIGN KEY (tenant_id, session_id)
     REFERENCES charging_sessions (tenant_id, id);
+
+-- A session's connector is found by the session (the close releases it without locking the
+-- gun's row for every other close).
+ALTER TABLE connectors ADD KEY ix_connectors_session (current_session_id);

@@ -744,6 +744,41 @@ static void test_group_commit_isolates_failures(void)
 	CU_ASSERT_EQUAL(n_closed, closed0 + N - 1);
 }
 
+/* The pile resends before the first copy is committed: both reach the core while the session
+ * is still open; one is stored and published, the other is answered as a duplicate. */
+static void test_resend_while_first_in_flight(void)
+{
+	long long sid = 0;
+	int created = 0;
+	CU_ASSERT_EQUAL_FATAL(sscanf(ask("OPEN", "1 txn-46-ζ app"), "ok %lld %d", &sid, &created), 2);
+	int closed0 = n_closed;
+	long long end = (long long)time(NULL) * 1000, start = end - 600000;
+	char line[512];
+	for (int i = 0; i < 2; i++) {
+		snprintf(line, sizeof line, "CLOSE r%d 1 txn-46-ζ %lld %lld 10000 13000 z1 0,0,10000,0 ok\n",
+			 i, start, end);
+		send_line(line);
+	}
+	char a0[256] = "", a1[256] = "";
+	int got0 = 0, got1 = 0;
+	for (int spins = 0; (!got0 || !got1) && spins < 5000; spins++) {
+		pump_ms(2);
+		read_some();
+		got0 = got0 || take_answer("r0", a0, sizeof a0);
+		got1 = got1 || take_answer("r1", a1, sizeof a1);
+	}
+	long long s0 = 0, s1 = 0;
+	int d0 = -1, d1 = -1;
+	CU_ASSERT_EQUAL(sscanf(a0, "ok %lld %d", &s0, &d0), 2);
+	CU_ASSERT_EQUAL(sscanf(a1, "ok %lld %d", &s1, &d1), 2);
+	CU_ASSERT_EQUAL(s0, sid);
+	CU_ASSERT_EQUAL(s1, sid);
+	CU_ASSERT_EQUAL(d0 + d1, 1);
+	CU_ASSERT_EQUAL(n_closed, closed0 + 1);
+	CU_ASSERT_EQUAL(qint("SELECT COUNT(*) FROM tp_proto_evidence WHERE session_id = %lld", sid), 1);
+	CU_ASSERT_EQUAL(qint("SELECT COUNT(*) FROM record_conflicts WHERE session_id = %lld", sid), 0);
+}
+
 static void test_database_down_stores_nothing(void)
 {
 	long long sid = 0;
@@ -791,6 +826,7 @@ static void register_tests(void)
 	EVCS_ADD(s, test_offline_close_created);
 	EVCS_ADD(s, test_mismatch_alarm);
 	EVCS_ADD(s, test_group_commit_isolates_failures);
+	EVCS_ADD(s, test_resend_while_first_in_flight);
 	EVCS_ADD(s, test_database_down_stores_nothing);
 }
 

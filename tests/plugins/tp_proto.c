@@ -191,8 +191,10 @@ static void handle(struct tp_conn *tc, char *line)
 		snprintf(raw, sizeof raw, "%s|%s|%s|%s", argv[3], argv[6], argv[7], argv[8]);
 		evcs_db_param_t ev[] = {EVCS_DB_REFID(0), EVCS_DB_STR(argv[3]), EVCS_DB_STR(raw)};
 		if (!strcmp(argv[10], "ok")) {
-			c.evidence_sql = "INSERT INTO tp_proto_evidence SET tenant_id = ?, session_id = ?, "
-					 "trade_no = ?, raw = ?";
+			/* the plain VALUES form: the core may write it with other closes' evidence in
+			 * one multi-row INSERT */
+			c.evidence_sql = "INSERT INTO tp_proto_evidence (tenant_id, session_id, trade_no, raw) "
+					 "VALUES (?, ?, ?, ?)";
 		} else if (!strcmp(argv[10], "fail")) {
 			/* parses, but cannot run: the whole close must roll back */
 			c.evidence_sql = "INSERT INTO tp_proto_evidence SET tenant_id = ?, session_id = ?, "
