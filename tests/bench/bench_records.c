@@ -7,7 +7,8 @@
  * Needs the EVCS_DB_* environment printed by tests/mariadb.sh, and the test protocol plugin
  * tests/plugins/.libs/tp_proto.so of the build (EVCS_BENCH_PLUGIN_DIR, else found next to this
  * program). The database named by EVCS_DB_NAME is DROPPED and re-created: private servers only.
- * Phases, all on the in-process core's loop with the same data layer (db pool 4):
+ * Phases, all on the in-process core's loop with the same data layer (db pool 4); baseline and
+ * close run in 3 alternating rounds (the machine is shared) and report the medians:
  *   baseline  N single-row INSERTs of a record-shaped row (a CHAR(32) key, 20 BIGINTs) into a
  *             scratch table through evcs_db_query_platform: the data layer's floor for a write;
  *   close     the real path: N session closes sent over TCP to the tp_proto plugin, which calls
