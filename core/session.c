@@ -237,8 +237,12 @@ static int api_session_authorize(evcs_plugin_t *p, const evcs_auth_request_t *a,
 		long long v = strtoll(tok, &end, 10);
 		driver = end && *end == 0 && v > 0 ? v : 0;
 	}
+	/* card numbers and VINs are stored as ASCII: a token with other bytes matches none */
+	int ascii = 1;
+	for (const char *c = tok; c && *c; c++)
+		ascii &= (unsigned char)*c < 0x80;
 	int known = valid_identity(tok) &&
-		    (a->id_kind == EVCS_IDK_CARD || a->id_kind == EVCS_IDK_VIN ||
+		    (((a->id_kind == EVCS_IDK_CARD || a->id_kind == EVCS_IDK_VIN) && ascii) ||
 		     (a->id_kind == EVCS_IDK_ACCOUNT && driver > 0));
 	if (!known) {
 		/* answered later on the loop, like every other answer */

@@ -460,6 +460,9 @@ static void test_authorize(void)
 	CU_ASSERT_STRING_EQUAL(pin, "81dc9bdb52d04dc20036dbd8313ed055");
 	CU_ASSERT_EQUAL(sscanf(ask("AUTH", "card 00000000000000FF"), "ok %d", &result), 1);
 	CU_ASSERT_EQUAL(result, EVCS_AUTH_UNKNOWN);
+	/* any identity shape: a token no card table could hold is simply unknown */
+	CU_ASSERT_EQUAL(sscanf(ask("AUTH", "card κάρτα-0123456789-0123456789"), "ok %d", &result), 1);
+	CU_ASSERT_EQUAL(result, EVCS_AUTH_UNKNOWN);
 	CU_ASSERT_EQUAL(sscanf(ask("AUTH", "card 00000000000000A3"), "ok %d", &result), 1);
 	CU_ASSERT_EQUAL(result, EVCS_AUTH_BLOCKED);
 	CU_ASSERT_EQUAL(sscanf(ask("AUTH", "card 00000000000000A2"), "ok %d %*d %*d %*d %63s", &result, pin), 2);
