@@ -288,7 +288,7 @@ int evcs_billing_price(evcs_core_t *core, const evcs_price_in_t *in, evcs_priced
 					out->service += it->amount;
 			}
 			out->total = bill->total;
-			char *bj = evcs_bill_to_json(bill);
+			char *bj = evcs_bill_to_json_compact(bill);
 			out->pricing = "script";
 			out->bill_text = bill_document("script", bj, tp);
 			free(bj);

@@ -337,7 +337,7 @@ static const char *const close_cols[] = {
     "tariff_flat_service_rate", "tariff_valley_elec_rate", "tariff_valley_service_rate",
     "tariff_slots", "tariff_script"};
 #define SHARED_LEAD 8 /* id, tenant_id, pile_id, gun_no, trade_no, start_mode, start_ms, tariff_id */
-#define SHARED_NPARAMS (SHARED_LEAD + CLOSE_NPARAMS)
+#define SHARED_NPARAMS (SHARED_LEAD + CLOSE_NPARAMS - SESSION_TARIFF_NPARAMS)
 
 /* One statement that finishes the session rows of every close in the group that knows its
  * session id: a multi-row upsert on the primary key (installation-wide, with each row's own
@@ -350,7 +350,8 @@ static size_t group_rows(struct sop **v, size_t n, evcs_db_txn_t *t)
 {
 	if (n == 0)
 		return 0;
-	size_t ncols = sizeof close_cols / sizeof *close_cols;
+	/* the rows hold their snapshot already: only the close's own columns */
+	size_t ncols = sizeof close_cols / sizeof *close_cols - SESSION_TARIFF_NPARAMS;
 	size_t cap = 1024 + ncols * 120 + n * (SHARED_NPARAMS * 3 + 40);
 	char *sql = malloc(cap);
 	evcs_db_param_t *p = calloc(n * SHARED_NPARAMS, sizeof *p);
@@ -391,7 +392,10 @@ static size_t group_rows(struct sop **v, size_t n, evcs_db_txn_t *t)
 		p[k++] = EVCS_DB_STR(o->start_mode);
 		p[k++] = o->c.start_ms > 0 ? EVCS_DB_INT(o->c.start_ms) : EVCS_DB_NULL;
 		p[k++] = o->tariff.found && o->tariff.id > 0 ? EVCS_DB_INT(o->tariff.id) : EVCS_DB_NULL;
-		k += close_params(o, kwh, slots[i], &p[k]);
+		evcs_db_param_t all[CLOSE_NPARAMS];
+		close_params(o, kwh, slots[i], all);
+		memcpy(&p[k], all, ncols * sizeof *all);
+		k += ncols;
 	}
 	L += (size_t)snprintf(sql + L, cap - L,
 			      " ON DUPLICATE KEY UPDATE total_kwh = IF(state = 'finished' OR tenant_id <> "
@@ -400,15 +404,10 @@ static size_t group_rows(struct sop **v, size_t n, evcs_db_txn_t *t)
 			      "tariff_id = COALESCE(tariff_id, VALUES(tariff_id))");
 	for (size_t c = 0; c < ncols; c++) {
 		const char *col = close_cols[c];
-		if (!strcmp(col, "total_kwh") || !strcmp(col, "tariff_model"))
+		if (!strcmp(col, "total_kwh"))
 			continue;
-		if (!strncmp(col, "tariff_", 7))
-			L += (size_t)snprintf(sql + L, cap - L,
-					      ", %s = IF(tariff_model IS NULL, VALUES(%s), %s)", col, col, col);
-		else
-			L += (size_t)snprintf(sql + L, cap - L, ", %s = VALUES(%s)", col, col);
+		L += (size_t)snprintf(sql + L, cap - L, ", %s = VALUES(%s)", col, col);
 	}
-	snprintf(sql + L, cap - L, ", tariff_model = COALESCE(tariff_model, VALUES(tariff_model))");
 	evcs_db_txn_add_platform(t, sql, p, k, 0);
 	size_t l2 = (size_t)snprintf(ids, n * 3 + 96,
 				     "UPDATE connectors SET current_session_id = NULL WHERE "
@@ -533,7 +532,7 @@ void sess_flush_cb(evutil_socket_t fd, short what, void *ud)
 				head = o;
 			tail = o;
 			taken++;
-			if (!o->solo && o->mode == CM_UPDATE && !o->pending_state)
+			if (!o->solo && o->mode == CM_UPDATE && !o->pending_state && o->row_snapshot)
 				shared[nshared++] = o;
 			if (o->solo)
 				break;
@@ -702,7 +701,7 @@ static void close_read_done(int st, const evcs_db_result_t *res, size_t nres, co
 		}
 		o->mode = CM_UPDATE;
 		o->pending_state = state && strcmp(state, "pending") == 0;
-		evcs_tariff_from_row(S0, 0, 7, &o->tariff);
+		o->row_snapshot = evcs_tariff_from_row(S0, 0, 7, &o->tariff) == 0;
 	}
 	if (!o->tariff.found)
 		/* no snapshot (a session the core never saw open): what the pile would get now */
@@ -825,6 +824,7 @@ int sess_api_close(evcs_plugin_t *p, const evcs_session_close_t *c, evcs_session
 		o->mode = CM_UPDATE;
 		o->session_id = e->session_id;
 		o->tariff = e->tariff;
+		o->row_snapshot = 1;
 		close_price(o, e);
 		ready_push(o);
 		return EVCS_OK;

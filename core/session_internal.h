@@ -89,6 +89,7 @@ struct sop {
 	int mismatch;
 	int solo;          /* retried alone after its group failed */
 	int evidence_merged; /* its evidence row goes in the group's multi-row evidence statement */
+	int row_snapshot;    /* the session row already holds the tariff snapshot */
 	size_t base, idx_session, idx_alarm; /* statement numbers inside the group transaction */
 	int has_alarm;
 };
