@@ -22,6 +22,7 @@
 #include "testutil.h"
 
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
@@ -265,17 +266,6 @@ static int free_port(void)
 	return ntohs(sa.sin_port);
 }
 
-static int read_file(const char *path, char *buf, size_t cap)
-{
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return -1;
-	size_t n = fread(buf, 1, cap - 1, f);
-	fclose(f);
-	buf[n] = 0;
-	return 0;
-}
-
 /* The tenant's own tariff script: the standard model of tariff T1 plus a fixed session fee, so
  * a bill made by it is recognisable. */
 static const char *tenant_script =
@@ -319,6 +309,23 @@ static int connect_plugin(void)
 	return 0;
 }
 
+static int migrate_plugin(void)
+{
+	void *dl = dlopen(TEST_PLUGIN_DIR "/tp_proto.so", RTLD_NOW | RTLD_LOCAL);
+	evcs_plugin_entry_fn entry = dl ? (evcs_plugin_entry_fn)dlsym(dl, EVCS_PLUGIN_ENTRY_SYMBOL) : NULL;
+	const evcs_plugin_info_t *info = entry ? entry(EVCS_ABI_MAJOR, EVCS_ABI_MINOR) : NULL;
+	char err[512] = "";
+	int from = -1, to = -1;
+	int rc = info && info->migrations ? evcs_db_migrate_plugin(&cfg, info->name, info->migrations,
+								   &from, &to, err, sizeof err)
+					  : -1;
+	if (rc != 0)
+		fprintf(stderr, "tp_proto migrations: %s %s\n", dl ? "" : dlerror(), err);
+	if (dl)
+		dlclose(dl);
+	return rc == 0 && to == 1 ? 0 : -1;
+}
+
 static int suite_init(void)
 {
 	const char *user = env("EVCS_DB_USER"), *name = env("EVCS_DB_NAME");
@@ -349,10 +356,8 @@ static int suite_init(void)
 	}
 	if (db_connect() < 0)
 		return -1;
-	/* the plugin's own table (until plugin migrations apply it) */
-	static char ddl[4096];
-	if (read_file(EVCS_TOP_SRCDIR "/tests/plugins/tp_proto_schema.sql", ddl, sizeof ddl) < 0 ||
-	    sql("%s", ddl) < 0)
+	/* the plugin's own table: its migrations, from its descriptor, as `evcsd --migrate` does */
+	if (migrate_plugin() < 0)
 		return -1;
 	if (sql("INSERT INTO tenants (name) VALUES ('neutral')") < 0)
 		return -1;

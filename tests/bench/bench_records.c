@@ -28,6 +28,7 @@
 #include "store.h"
 
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
@@ -488,14 +489,21 @@ static int setup(char *conf_path, size_t cap)
 	if (tenant_id <= 0 || st <= 0 || tariff <= 0 || pile_id <= 0 ||
 	    qint("SELECT COUNT(*) FROM piles WHERE serial = '" NPILE "'") != 1)
 		return -1;
-	/* the plugin's evidence table (tests/plugins/tp_proto_schema.sql) */
-	FILE *ddl = fopen(EVCS_TOP_SRCDIR "/tests/plugins/tp_proto_schema.sql", "r");
-	static char ddl_text[4096];
-	size_t dn = ddl ? fread(ddl_text, 1, sizeof ddl_text - 1, ddl) : 0;
-	if (ddl)
-		fclose(ddl);
-	ddl_text[dn] = 0;
-	if (!dn || sql("%s", ddl_text) < 0)
+	/* the plugin's evidence table: its own migration, from its descriptor */
+	char so[1200];
+	snprintf(so, sizeof so, "%s/tp_proto.so", plugin_dir);
+	void *dl = dlopen(so, RTLD_NOW | RTLD_LOCAL);
+	evcs_plugin_entry_fn entry = dl ? (evcs_plugin_entry_fn)dlsym(dl, EVCS_PLUGIN_ENTRY_SYMBOL) : NULL;
+	const evcs_plugin_info_t *info = entry ? entry(EVCS_ABI_MAJOR, EVCS_ABI_MINOR) : NULL;
+	int pf = 0, pt = 0;
+	int prc = info && info->migrations ? evcs_db_migrate_plugin(&cfg, info->name, info->migrations,
+								    &pf, &pt, err, sizeof err)
+					   : -1;
+	if (prc != 0)
+		fprintf(stderr, "tp_proto migrations (%s): %s\n", so, dl ? err : dlerror());
+	if (dl)
+		dlclose(dl);
+	if (prc != 0)
 		return -1;
 	/* the baseline's scratch table: a record-sized row with one unique key, like the records'
 	 * trade number, so both paths maintain a comparable index */

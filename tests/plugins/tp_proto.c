@@ -3,8 +3,8 @@
  * identities nothing like YKC's (pile "CP-ALPHA-0001", trade numbers such as "txn-42-α").
  * It drives the protocol-neutral session model of ABI 2 (api->session_authorize, session_open,
  * session_meter, session_close) and keeps its raw evidence in its own table
- * tp_proto_evidence (schema: tests/plugins/tp_proto_schema.sql), written by the core inside the
- * close's transaction. It uses only <evcs/plugin.h>, like a third-party plugin.
+ * tp_proto_evidence (its migration tests/plugins/tp_proto_schema/001_evidence.sql, compiled in
+ * by core/evcs-embed-sql), written by the core inside the close's transaction. It uses only <evcs/plugin.h>, like a third-party plugin.
  *
  * Wire: one text line per request on [plugin tp_proto] listen = ADDR:PORT, answered with one
  * line that starts with the request's tag (answers may come out of order):
@@ -271,6 +271,8 @@ static int init(evcs_plugin_t *p, const evcs_api_t *api)
 
 static void cleanup(evcs_plugin_t *p) { (void)p; }
 
+extern const evcs_migration_t tp_proto_migrations[]; /* tp_proto_migrations.c (generated) */
+
 static const evcs_plugin_info_t info = {
     .size = sizeof info,
     .abi_major = EVCS_ABI_MAJOR,
@@ -280,6 +282,7 @@ static const evcs_plugin_info_t info = {
     .description = "test protocol on the neutral session model",
     .init = init,
     .cleanup = cleanup,
+    .migrations = tp_proto_migrations,
 };
 
 EVCS_PLUGIN_DECLARE(info)

@@ -1,6 +1,6 @@
--- tp_proto's own table (tests/plugins/tp_proto.c): the raw evidence of each close, written by
--- the core inside the close's transaction. Created by tests/test_session.c and the records
--- benchmark until plugin migrations apply it.
+-- tp_proto's migration 1 (tests/plugins/tp_proto.c): its own table, the raw evidence of each
+-- close, written by the core inside the close's transaction. Compiled into the plugin by
+-- core/evcs-embed-sql and applied like every plugin migration (evcsd --migrate).
 CREATE TABLE tp_proto_evidence (
   id          BIGINT NOT NULL AUTO_INCREMENT,
   tenant_id   BIGINT NOT NULL,
