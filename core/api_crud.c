@@ -75,7 +75,7 @@ const api_resource_t api_res_stations = {
 
 static const api_field_t pile_f[] = {
     {"id", FT_INT, FF_RO, NULL, 0, 0, NULL, NULL},
-    {"serial", FT_STR, FF_REQ | FF_FIXED | FF_FILTER, NULL, 14, 14, HEXU, NULL},
+    {"serial", FT_STR, FF_REQ | FF_FIXED | FF_FILTER, NULL, 1, EVCS_ID_MAX, NULL, NULL},
     {"station_id", FT_INT, FF_NULL | FF_FILTER, NULL, 1, INT64_MAX, NULL, NULL},
     {"name", FT_STR, 0, NULL, 0, 64, "", NULL},
     {"protocol", FT_STR, FF_FILTER, NULL, 1, 16, "abcdefghijklmnopqrstuvwxyz0123456789_", NULL},
@@ -99,7 +99,7 @@ static const api_field_t pile_f[] = {
 const api_resource_t api_res_piles = {
     "pile", "piles", "piles t LEFT JOIN pile_presence pp ON pp.pile_id = t.id", "t", "pile_id",
     pile_f, N(pile_f), NULL,
-    "fk_piles_station=station_id;fk_piles_tariff=tariff_id;ck_piles_serial=serial;"
+    "fk_piles_station=station_id;fk_piles_tariff=tariff_id;"
     "uk_piles_serial=serial",
     "updated_ms", 0, 0};
 
@@ -169,7 +169,7 @@ static const api_field_t session_f[] = {
     ROI("id"), ROIF("station_id"), ROIF("pile_id"),
     {"pile_serial", FT_STR, FF_RO, "p.serial", 0, 0, NULL, NULL},
     ROI("connector_id"), ROI("gun_no"),
-    {"trade_no", FT_STR, FF_RO | FF_FILTER, NULL, 32, 32, HEXU, NULL},
+    {"trade_no", FT_STR, FF_RO | FF_FILTER, NULL, 1, EVCS_ID_MAX, NULL, NULL},
     {"state", FT_ENUM, FF_RO | FF_FILTER, NULL, 0, 0,
      "pending|starting|charging|stopping|finished|failed|abnormal", NULL},
     {"start_mode", FT_ENUM, FF_RO | FF_FILTER, NULL, 0, 0,

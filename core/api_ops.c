@@ -53,9 +53,16 @@ static void row_cb(int status, const evcs_db_result_t *res, size_t nres, const c
 	api_reply_json(c, rr->status, api_crud_row(rr->r, &res[nres - 1], 0));
 }
 
+/* A pile identity as the protocol writes it: 1..EVCS_ID_MAX bytes, no control characters. */
 static int is_serial(const char *s)
 {
-	return s && strlen(s) == 14 && strspn(s, "0123456789ABCDEF") == 14;
+	size_t n = s ? strlen(s) : 0;
+	if (n < 1 || n > EVCS_ID_MAX)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			return 0;
+	return 1;
 }
 
 void api_op_me(api_ctx_t *c)
@@ -151,7 +158,7 @@ void api_op_pile_claim(api_ctx_t *c)
 
 /* ---- commands ----------------------------------------------------------------------------- */
 struct cmdop {
-	char serial[16];
+	char serial[EVCS_ID_MAX + 1];
 	char name[40];
 	int gun;
 	char *args;

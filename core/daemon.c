@@ -353,6 +353,7 @@ void evcs_core_free(evcs_core_t *core)
 	/* batches flush into the data layer, which runs its last callbacks inside
 	 * close: storage first, then the database */
 	if (core->db) {
+		evcs_session_free(core);
 		evcs_store_builtin_free(core->store);
 		evcs_db_close(core->db);
 	}

@@ -661,7 +661,11 @@ void evcs_session_clear(evcs_session_t *s)
 }
 
 /* ---- JSON: bill ------------------------------------------------------------ */
-char *evcs_bill_to_json(const evcs_bill_t *b)
+static char *bill_json(const evcs_bill_t *b, size_t flags);
+char *evcs_bill_to_json(const evcs_bill_t *b) { return bill_json(b, JSON_INDENT(2)); }
+char *evcs_bill_to_json_compact(const evcs_bill_t *b) { return bill_json(b, JSON_COMPACT); }
+
+static char *bill_json(const evcs_bill_t *b, size_t flags)
 {
 	char buf[32];
 	json_t *o = json_object();
@@ -697,7 +701,7 @@ char *evcs_bill_to_json(const evcs_bill_t *b)
 	slots[EVCS_SLOTS] = 0;
 	json_object_set_new(o, "tariff_slots", json_string(slots));
 	json_object_set_new(o, "script_sha256", json_string(b->script_sha256));
-	char *r = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	char *r = json_dumps(o, flags | JSON_PRESERVE_ORDER);
 	json_decref(o);
 	return r;
 }
