@@ -5,8 +5,9 @@
  * (or handles the command itself: start, time_sync). The generic path then sends the frame,
  * keeps a pending answer (struct pcmd, at most MAX_PCMD per connection) and arms its timeout;
  * handlers.c matches the pile's answer (§1.3) and replies to the requester.
- * A remote start first stores the session (session.create with the tariff snapshot), then
- * sends 0x34/0xA4; a stop marks the order stopping (§1.5) and records who asked.
+ * A remote start first opens the session with the core (api->session_open; the core takes the
+ * tariff snapshot), then sends 0x34/0xA4; a stop marks the order stopping (§1.5) and records
+ * who asked.
  */
 #include "ykc.h"
 
@@ -117,19 +118,18 @@ static int arg_gun(struct sess *s, const evcs_command_t *c, json_t *a)
 	return g >= 1 && g <= s->ngun ? g : 0;
 }
 
-static void start_session_created(int status, const char *result, void *ud)
+static void start_session_opened(int status, const evcs_session_result_t *r, void *ud)
 {
 	struct pcmd *pc = ud;
 	struct sess *s = pc->s;
-	json_t *r = result ? json_loads(result, 0, NULL) : NULL;
-	if (s->closed || status != EVCS_OK) {
+	if (s->closed || status != EVCS_OK || !r) {
 		if (pc->cmd)
 			cmd_fail(pc->cmd, status != EVCS_OK ? status : EVCS_EOFFLINE,
 				 status != EVCS_OK ? "the session could not be stored" : "the pile disconnected");
 		pcmd_release(pc);
 		goto out;
 	}
-	pc->session_id = json_integer_value(json_object_get(r, "session_id"));
+	pc->session_id = r->session_id;
 	if (!pc->cmd) { /* the requester is gone (timeout): do not start an order nobody waits for */
 		store_fmt(s, "session.stopped",
 			  "{\"tenant_id\":%lld,\"pile_id\":%lld,\"trade_no\":\"%s\",\"state\":\"failed\","
@@ -156,32 +156,30 @@ static void start_session_created(int status, const char *result, void *ud)
 	pc->state = PC_SENT;
 	pcmd_arm(pc, s->y->start_timeout_ms);
 out:
-	json_decref(r);
 	sess_unref(s);
 }
 
-static int cmd_start(struct sess *s, evcs_cmd_t *cmd, const evcs_command_t *c, json_t *a, int parallel)
+static void cmd_start(struct sess *s, evcs_cmd_t *cmd, const evcs_command_t *c, json_t *a, int parallel)
 {
-	struct ykc *y = s->y;
 	int gn = arg_gun(s, c, a);
 	if (!gn) {
 		cmd_fail(cmd, EVCS_EINVAL, "gun out of range");
-		return EVCS_OK;
+		return;
 	}
 	struct gun *g = &s->guns[gn - 1];
 	if (g->trade_no[0] || g->status == 3) {
 		cmd_fail(cmd, EVCS_EBUSY, "the gun has an open order");
-		return EVCS_OK;
+		return;
 	}
 	for (int i = 0; i < MAX_PCMD; i++)
 		if (s->pcmd[i].state != PC_FREE && s->pcmd[i].kind == PK_START && s->pcmd[i].gun == gn) {
 			cmd_fail(cmd, EVCS_EBUSY, "a start is already pending on this gun");
-			return EVCS_OK;
+			return;
 		}
 	struct pcmd *pc = pcmd_get(s);
 	if (!pc) {
 		cmd_fail(cmd, EVCS_EBUSY, "too many commands in flight");
-		return EVCS_OK;
+		return;
 	}
 	pc->kind = PK_START;
 	pc->cmd = cmd;
@@ -192,7 +190,7 @@ static int cmd_start(struct sess *s, evcs_cmd_t *cmd, const evcs_command_t *c, j
 	if (evcs_ykc_balance_from_money(bal, &pc->balance) < 0) {
 		pcmd_release(pc);
 		cmd_fail(cmd, EVCS_EINVAL, "balance out of range");
-		return EVCS_OK;
+		return;
 	}
 	const char *lc = json_string_value(json_object_get(a, "logical_card"));
 	snprintf(pc->logical, sizeof pc->logical, "%s",
@@ -203,10 +201,10 @@ static int cmd_start(struct sess *s, evcs_cmd_t *cmd, const evcs_command_t *c, j
 	if (pcs && hex_to(pcs, pc->pcard, 8) < 0) {
 		pcmd_release(pc);
 		cmd_fail(cmd, EVCS_EINVAL, "physical_card: 16 hex digits expected");
-		return EVCS_OK;
+		return;
 	}
 	/* A caller that already recorded the order (the CEC plugin's pending session) passes its
-	 * transaction number; the pile must carry that one so session.create below finds that row
+	 * transaction number; the pile must carry that one so session_open below finds that row
 	 * instead of adding a second. It must be ours to send: 32 digits, this pile and gun first. */
 	const char *given = json_string_value(json_object_get(a, "trade_no"));
 	char gs[3];
@@ -215,14 +213,14 @@ static int cmd_start(struct sess *s, evcs_cmd_t *cmd, const evcs_command_t *c, j
 		      strncmp(given + 14, gs, 2) != 0)) {
 		pcmd_release(pc);
 		cmd_fail(cmd, EVCS_EINVAL, "trade_no: 32 digits starting with the pile and gun expected");
-		return EVCS_OK;
+		return;
 	}
 	if (given)
 		memcpy(pc->trade_no, given, 33);
 	else if (next_trade(s, gn, pc->trade_no) < 0) {
 		pcmd_release(pc);
 		cmd_fail(cmd, EVCS_EBUSY, "trade-number counter exhausted this second");
-		return EVCS_OK;
+		return;
 	}
 	if (parallel) {
 		const char *pn = json_string_value(json_object_get(a, "parallel_no"));
@@ -238,30 +236,33 @@ static int cmd_start(struct sess *s, evcs_cmd_t *cmd, const evcs_command_t *c, j
 	if (!mode)
 		mode = op > 0 ? "operator" : "app";
 	const char *pseq = json_string_value(json_object_get(a, "partner_seq"));
-	char pcard_hex[17], mode_e[32], pseq_e[80];
-	hex_of(pc->pcard, 8, pcard_hex);
-	int n = snprintf(y->jbuf, sizeof y->jbuf,
-			 "{\"tenant_id\":%lld,\"pile_id\":%lld,\"gun\":%d,\"trade_no\":\"%s\",\"start_mode\":\"%s\","
-			 "\"driver_id\":%lld,\"card_id\":%lld,\"operator_user_id\":%lld,\"partner_id\":%lld,"
-			 "\"physical_card\":\"%s\",\"partner_seq\":%s%s%s,\"tariff\":%s}",
-			 (long long)s->tenant, (long long)s->pile_id, gn, pc->trade_no, jesc(mode_e, sizeof mode_e, mode),
-			 (long long)json_integer_value(json_object_get(a, "driver_id")),
-			 (long long)json_integer_value(json_object_get(a, "card_id")), (long long)op,
-			 (long long)json_integer_value(json_object_get(a, "partner_id")), pcard_hex,
-			 pseq ? "\"" : "", pseq ? jesc(pseq_e, sizeof pseq_e, pseq) : "null", pseq ? "\"" : "",
-			 s->have_tariff ? s->tariff_json : "null");
-	if (n < 0 || (size_t)n >= sizeof y->jbuf) {
+	if (strlen(mode) > 32 || (pseq && strlen(pseq) > EVCS_ID_MAX)) {
 		pcmd_release(pc);
-		cmd_fail(cmd, EVCS_EINVAL, "arguments too long");
-		return EVCS_OK;
+		cmd_fail(cmd, EVCS_EINVAL, "start_mode or partner_seq too long");
+		return;
 	}
+	char pcard_hex[17];
+	hex_of(pc->pcard, 8, pcard_hex);
+	evcs_session_open_t o = {.size = sizeof o,
+				 .tenant_id = s->tenant,
+				 .pile_id = s->pile_id,
+				 .pile = s->pile,
+				 .gun = gn,
+				 .trade_no = pc->trade_no,
+				 .start_mode = mode,
+				 .driver_id = json_integer_value(json_object_get(a, "driver_id")),
+				 .card_id = json_integer_value(json_object_get(a, "card_id")),
+				 .operator_user_id = op,
+				 .partner_id = json_integer_value(json_object_get(a, "partner_id")),
+				 .id_token = all_zero(pcard_hex) ? NULL : pcard_hex,
+				 .partner_seq = pseq};
 	s->refs++;
-	if (api->store(y->p, "session.create", y->jbuf, start_session_created, pc) != EVCS_OK) {
+	int rc = api->session_open(s->y->p, &o, start_session_opened, pc);
+	if (rc != EVCS_OK) {
 		s->refs--;
 		pcmd_release(pc);
-		cmd_fail(cmd, EVCS_EUNAVAIL, "storage refused the session");
+		cmd_fail(cmd, rc, "the core refused the session");
 	}
-	return EVCS_OK;
 }
 
 static int card_list(json_t *arr, struct evcs_ykc_card_list *l, size_t max)

@@ -100,7 +100,6 @@ void sess_unref(struct sess *s)
 	if (s->next)
 		s->next->prev = s->prev;
 	free(s->guns);
-	free(s->tariff_json);
 	free(s);
 }
 
@@ -125,6 +124,8 @@ struct req *req_get(struct sess *s, uint8_t type, const uint8_t seq[2])
 void req_put(struct req *r)
 {
 	struct sess *s = r->s;
+	free(r->job);
+	r->job = NULL;
 	r->used = 0;
 	sess_unref(s);
 }
@@ -177,7 +178,7 @@ void send_time_sync(struct sess *s, uint8_t used_seq[2])
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	struct tm tm;
-	local_tm(s->y, ts.tv_sec, &tm);
+	local_tm(s, ts.tv_sec, &tm);
 	evcs_ykc_cp56_from_tm(&tm, (unsigned)(ts.tv_nsec / 1000000), &m.u.time_sync.time);
 	send_msg(s, &m, NULL, used_seq);
 }

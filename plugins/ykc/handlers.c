@@ -2,13 +2,13 @@
  * plugins/ykc/handlers.c: the frames a YKC pile sends, after login. handle_frame is the
  * dispatcher (encryption, login-first, tolerance §6.3, pile-number check, pile.seen, metrics);
  * the handlers turn each frame into storage operations, bus events and answers:
- *   0x13 real-time data    gun status on change, meter samples, §1.5 idle-during-order rule
+ *   0x13 real-time data    gun status on change, meter readings (api->session_meter), the
+ *                          §1.5 idle-during-order rule
  *   0x15..0x25, 0x61       BMS / fault frames to event.store, faults on the bus
- *   0x31 / 0xA1            pile-initiated (card, VIN) start: authorise, create, answer 0x32/0xA2
  *   0x33 / 0xA3            remote-start answers (§1.4, including the late "plugged in" success)
  *   0x35 0x41.. 0x57 ..    answers to commands (commands.c holds the pending ones)
- *   0x3B                   transaction records, acknowledged with 0x40 only once durable
- * Login, heartbeat (conn.c) and the billing-model frames (tariff.c) are dispatched from here.
+ * Login, heartbeat (conn.c), the billing-model frames (tariff.c), pile-initiated starts
+ * 0x31/0xA1 and transaction records 0x3B (sessions.c) are dispatched from here.
  */
 #include "ykc.h"
 
@@ -26,15 +26,6 @@ static struct gun *gun_of(struct sess *s, const char *g, uint8_t type)
 		return NULL;
 	}
 	return &s->guns[n - 1];
-}
-
-static void gun_close_order(struct gun *g)
-{
-	g->trade_no[0] = 0;
-	g->session_id = 0;
-	g->idle_in_order = 0;
-	g->stopping = 0;
-	g->started = 0;
 }
 
 static void session_started_store(struct sess *s, int gun, const char *trade, int result, int reason)
@@ -85,22 +76,17 @@ static void on_realtime(struct sess *s, const struct evcs_ykc_frame *f, const st
 			session_started_store(s, gn, g->trade_no, 1, 0);
 		}
 		int64_t amount = evcs_ykc_amount_to_money(rt->amount_yuan);
-		if (g->session_id > 0)
-			store_fmt(s, "meter.sample",
-				  "{\"tenant_id\":%lld,\"pile_id\":%lld,\"session_id\":%lld,\"ts_ms\":%lld,"
-				  "\"kwh\":%u,\"amount\":%lld,\"voltage_dv\":%u,\"current_da\":%u,\"soc\":%u,"
-				  "\"gun_temp_c\":%d,\"batt_max_temp_c\":%d,\"remaining_min\":%u}",
-				  (long long)s->tenant, (long long)s->pile_id, (long long)g->session_id,
-				  (long long)now, rt->kwh, (long long)amount, rt->voltage_v, rt->current_a, rt->soc,
-				  rt->gun_temp_c, rt->batt_max_temp_c, rt->remaining_min);
-		else
-			store_fmt(s, "meter.sample",
-				  "{\"tenant_id\":%lld,\"pile_id\":%lld,\"trade_no\":\"%s\",\"ts_ms\":%lld,"
-				  "\"kwh\":%u,\"amount\":%lld,\"voltage_dv\":%u,\"current_da\":%u,\"soc\":%u,"
-				  "\"gun_temp_c\":%d,\"batt_max_temp_c\":%d,\"remaining_min\":%u}",
-				  (long long)s->tenant, (long long)s->pile_id, rt->trade_no, (long long)now, rt->kwh,
-				  (long long)amount, rt->voltage_v, rt->current_a, rt->soc, rt->gun_temp_c,
-				  rt->batt_max_temp_c, rt->remaining_min);
+		evcs_meter_reading_t mr = {.size = sizeof mr, .tenant_id = s->tenant, .pile_id = s->pile_id,
+					   .pile = s->pile, .gun = gn, .trade_no = g->trade_no, .ts_ms = now,
+					   .kwh = rt->kwh, .amount = amount, .voltage_dv = rt->voltage_v,
+					   .current_da = rt->current_a, .soc = rt->soc, .gun_temp_c = rt->gun_temp_c,
+					   .batt_max_temp_c = rt->batt_max_temp_c, .remaining_min = rt->remaining_min};
+		int rc = api->session_meter(s->y->p, &mr);
+		if (rc != EVCS_OK && !s->meter_warned) {
+			s->meter_warned = 1;
+			LOG(s, EVCS_LOG_WARNING, "meter reading of gun %d not queued (%s); further ones not logged",
+			    gn, api->status_name(rc));
+		}
 		evcs_field_t fl[] = {EVCS_FS("trade_no", rt->trade_no), EVCS_FI("voltage_dv", rt->voltage_v),
 				     EVCS_FI("current_da", rt->current_a), EVCS_FI("kwh", rt->kwh),
 				     EVCS_FI("amount", amount), EVCS_FI("soc", rt->soc),
@@ -169,155 +155,6 @@ static void on_event_frame(struct sess *s, const struct evcs_ykc_frame *f, const
 		publish(s, EVCS_EV_PILE_FAULT, gun_no(gun), fl, 3);
 	}
 	free(fj);
-}
-
-/* -- pile-initiated start (0x31, 1.6 0xA1) -- */
-
-static void send_start_auth(struct sess *s, struct req *rq, int ok, int reason)
-{
-	struct evcs_ykc_msg m;
-	msg_init(&m, rq->type == 0xA1 ? 0xA2 : 0x32);
-	struct evcs_ykc_start_auth *a = &m.u.start_auth;
-	snprintf(a->trade_no, sizeof a->trade_no, "%s", rq->trade_no);
-	memcpy(a->pile, s->pile, sizeof s->pile);
-	gun_str(a->gun, rq->gun);
-	snprintf(a->logical_card, sizeof a->logical_card, "%s",
-		 ok && strlen(rq->logical) == 16 && strspn(rq->logical, "0123456789") == 16 ? rq->logical
-											   : "0000000000000000");
-	uint32_t bal = 0;
-	if (ok && evcs_ykc_balance_from_money(rq->balance > 0 ? rq->balance : 0, &bal) < 0)
-		bal = UINT32_MAX;
-	a->balance_yuan = bal;
-	a->auth_ok = (uint8_t)(ok ? 1 : 0);
-	a->fail_reason = (uint8_t)(ok ? 0 : reason);
-	memcpy(a->parallel_no, rq->parallel_no, sizeof a->parallel_no);
-	if (!a->parallel_no[0])
-		memcpy(a->parallel_no, "000000000000", 13);
-	send_msg(s, &m, rq->seq, NULL);
-}
-
-static void start_created(int status, const char *result, void *ud)
-{
-	struct req *rq = ud;
-	struct sess *s = rq->s;
-	json_t *r = result ? json_loads(result, 0, NULL) : NULL;
-	if (!s->closed) {
-		if (status != EVCS_OK) {
-			LOG(s, EVCS_LOG_WARNING, "start request on gun %d not answered: storage %s", rq->gun,
-			    api->status_name(status));
-		} else {
-			struct gun *g = &s->guns[rq->gun - 1];
-			gun_close_order(g);
-			memcpy(g->trade_no, rq->trade_no, sizeof g->trade_no);
-			g->session_id = json_integer_value(json_object_get(r, "session_id"));
-			send_start_auth(s, rq, 1, 0);
-		}
-	}
-	json_decref(r);
-	req_put(rq);
-}
-
-static void start_authorised(int status, const char *result, void *ud)
-{
-	struct req *rq = ud;
-	struct sess *s = rq->s;
-	json_t *r = result ? json_loads(result, 0, NULL) : NULL;
-	if (s->closed)
-		goto out;
-	if (status != EVCS_OK) {
-		/* no verdict: stay silent rather than refuse with an invented reason; the pile retries */
-		LOG(s, EVCS_LOG_WARNING, "start request on gun %d not answered: storage %s", rq->gun,
-		    api->status_name(status));
-		goto out;
-	}
-	if (!json_is_true(json_object_get(r, "authorised"))) {
-		int reason = (int)json_integer_value(json_object_get(r, "fail_reason"));
-		LOG(s, EVCS_LOG_INFO, "start on gun %d refused (reason %d)", rq->gun, reason);
-		send_start_auth(s, rq, 0, reason ? reason : 1);
-		goto out;
-	}
-	const char *lc = json_string_value(json_object_get(r, "logical_card"));
-	snprintf(rq->logical, sizeof rq->logical, "%s", lc ? lc : "");
-	rq->balance = json_integer_value(json_object_get(r, "balance"));
-	rq->card_id = json_integer_value(json_object_get(r, "card_id"));
-	rq->driver_id = json_integer_value(json_object_get(r, "driver_id"));
-	char pc[17], vin[40];
-	hex_of(rq->pcard, 8, pc);
-	struct ykc *y = s->y;
-	int n = snprintf(y->jbuf, sizeof y->jbuf,
-			 "{\"tenant_id\":%lld,\"pile_id\":%lld,\"gun\":%d,\"trade_no\":\"%s\",\"start_mode\":\"%s\","
-			 "\"card_id\":%lld,\"driver_id\":%lld,\"physical_card\":\"%s\",\"vin\":\"%s\",\"tariff\":%s}",
-			 (long long)s->tenant, (long long)s->pile_id, rq->gun, rq->trade_no,
-			 rq->start_mode == 3 ? "vin" : "card", (long long)rq->card_id, (long long)rq->driver_id,
-			 rq->start_mode == 1 ? pc : "", jesc(vin, sizeof vin, rq->vin),
-			 s->have_tariff ? s->tariff_json : "null");
-	if (n > 0 && (size_t)n < sizeof y->jbuf &&
-	    api->store(y->p, "session.create", y->jbuf, start_created, rq) == EVCS_OK) {
-		json_decref(r);
-		return; /* rq travels on */
-	}
-out:
-	json_decref(r);
-	req_put(rq);
-}
-
-int next_trade(struct sess *s, int gn, char out[33])
-{
-	struct gun *g = &s->guns[gn - 1];
-	time_t now = time(NULL);
-	if (now != g->counter_sec) {
-		g->counter_sec = now;
-		g->counter = 0;
-	} else if (++g->counter > 9999) {
-		return -1;
-	}
-	struct tm tm;
-	local_tm(s->y, now, &tm);
-	char gs[3];
-	gun_str(gs, gn);
-	return evcs_ykc_trade_no(out, s->pile, gs, &tm, g->counter);
-}
-
-static void on_start_request(struct sess *s, const struct evcs_ykc_frame *f, const struct evcs_ykc_start_request *q)
-{
-	struct gun *g = gun_of(s, q->gun, f->type);
-	if (!g)
-		return;
-	struct req *rq = req_get(s, f->type, f->seq);
-	if (!rq)
-		return;
-	rq->gun = (int)(g - s->guns) + 1;
-	rq->start_mode = q->start_mode;
-	memcpy(rq->pcard, q->card, 8);
-	evcs_ykc_vin_text(q->vin, true, rq->vin);
-	if (f->type == 0xA1)
-		memcpy(rq->parallel_no, q->parallel_no, sizeof rq->parallel_no);
-	if (next_trade(s, rq->gun, rq->trade_no) < 0) {
-		LOG(s, EVCS_LOG_WARNING, "trade-number counter exhausted this second; start request dropped");
-		req_put(rq);
-		return;
-	}
-	char card[17], pw[33], vin[40];
-	hex_of(q->card, 8, card);
-	hex_of(q->password_md5, 16, pw);
-	const char *mode = q->start_mode == 1 ? "card" : q->start_mode == 3 ? "vin" : "account";
-	evcs_field_t fl[] = {EVCS_FS("trade_no", rq->trade_no), EVCS_FS("mode", mode),
-			     EVCS_FS("card", q->start_mode == 1 ? card : ""), EVCS_FS("vin", rq->vin),
-			     EVCS_FI("driver_id", 0)};
-	if (publish(s, EVCS_EV_SESSION_START, rq->gun, fl, 5) == EVCS_VETO) {
-		LOG(s, EVCS_LOG_INFO, "start on gun %d vetoed by policy", rq->gun);
-		send_start_auth(s, rq, 0, 6); /* "account may not charge at this pile" */
-		req_put(rq);
-		return;
-	}
-	struct ykc *y = s->y;
-	snprintf(y->jbuf, sizeof y->jbuf,
-		 "{\"tenant_id\":%lld,\"pile_id\":%lld,\"gun\":%d,\"start_mode\":%u,\"card\":\"%s\","
-		 "\"vin\":\"%s\",\"need_password\":%u,\"password_md5\":\"%s\"}",
-		 (long long)s->tenant, (long long)s->pile_id, rq->gun, q->start_mode, card,
-		 jesc(vin, sizeof vin, rq->vin), q->need_password, pw);
-	if (api->store(y->p, "session.authorize", y->jbuf, start_authorised, rq) != EVCS_OK)
-		req_put(rq);
 }
 
 /* -- remote start / stop answers -- */
@@ -393,129 +230,6 @@ static void on_generic_answer(struct sess *s, const struct evcs_ykc_frame *f, co
 		cmd_reply_json(pc->cmd, refused ? EVCS_EREFUSED : EVCS_OK, answer_json(m, f->type, s->proto));
 	}
 	pcmd_release(pc);
-}
-
-/* -- transaction records -- */
-
-static void record_done(int status, const char *result, void *ud)
-{
-	struct req *rq = ud;
-	struct sess *s = rq->s;
-	struct ykc *y = s->y;
-	json_t *r = result ? json_loads(result, 0, NULL) : NULL;
-	if (status == EVCS_EUNAVAIL || status == EVCS_ERR || status == EVCS_EBUSY || status == EVCS_ENOMEM) {
-		/* not durable: no 0x40, the pile resends (§1.6) */
-		api->metric_add(y->m_rec_unacked, 1);
-		api->log(y->p, EVCS_LOG_WARNING, s->tenant, s->pile[0] ? s->pile : NULL,
-			 "record %s not stored (%s): not acknowledged, waiting for the resend", rq->trade_no,
-			 api->status_name(status));
-		goto out;
-	}
-	int ok = status == EVCS_OK;
-	int dup = ok && json_is_true(json_object_get(r, "duplicate"));
-	if (!ok)
-		LOG(s, EVCS_LOG_WARNING, "record %s rejected by storage (%s): %s; answered as illegal",
-		    rq->trade_no, api->status_name(status), result ? result : "");
-	if (!s->closed) {
-		struct evcs_ykc_msg m;
-		msg_init(&m, 0x40);
-		memcpy(m.u.record_ack.trade_no, rq->trade_no, sizeof rq->trade_no);
-		m.u.record_ack.result = ok ? 0 : 1;
-		send_msg(s, &m, rq->seq, NULL);
-	}
-	if (!ok)
-		goto out;
-	api->metric_add(dup ? y->m_rec_dup : y->m_rec_stored, 1);
-	if (!s->closed && rq->gun >= 1 && rq->gun <= s->ngun) {
-		struct gun *g = &s->guns[rq->gun - 1];
-		if (strcmp(g->trade_no, rq->trade_no) == 0)
-			gun_close_order(g);
-	}
-	if (!dup) {
-		int64_t sid = json_integer_value(json_object_get(r, "session_id"));
-		evcs_field_t f[] = {EVCS_FS("trade_no", rq->trade_no), EVCS_FI("session_id", sid),
-				    EVCS_FI("total_kwh", json_integer_value(json_object_get(r, "total_kwh"))),
-				    EVCS_FI("total_amount", json_integer_value(json_object_get(r, "total_amount"))),
-				    EVCS_FI("pile_amount", json_integer_value(json_object_get(r, "pile_amount"))),
-				    EVCS_FB("duplicate", 0)};
-		publish(s, EVCS_EV_TRANSACTION_CLOSED, rq->gun, f, 6);
-		evcs_field_t f2[] = {EVCS_FS("trade_no", rq->trade_no), EVCS_FI("stop_reason", rq->start_mode),
-				     EVCS_FS("stop_reason_text", stop_reason_text(rq->start_mode))};
-		publish(s, EVCS_EV_SESSION_STOPPED, rq->gun, f2, 3);
-		/* a closed order may free the pile for a waiting tariff */
-		if (!s->closed)
-			maybe_push_tariff(s);
-	}
-out:
-	json_decref(r);
-	req_put(rq);
-}
-
-static void on_record(struct sess *s, const struct evcs_ykc_frame *f, const struct evcs_ykc_record *rec)
-{
-	struct ykc *y = s->y;
-	int gn = gun_no(rec->gun);
-	if (gn < 1 || gn > MAX_GUNS) {
-		LOG(s, EVCS_LOG_WARNING, "record %s with gun %s dropped", rec->trade_no, rec->gun);
-		return;
-	}
-	struct req *rq = req_get(s, 0x3B, f->seq);
-	if (!rq)
-		return;
-	rq->gun = gn;
-	memcpy(rq->trade_no, rec->trade_no, sizeof rq->trade_no);
-	rq->start_mode = rec->stop_reason; /* reused: carried to the SESSION_STOPPED event */
-	char raw[2 * EVCS_YKC_MAX_BODY + 1], vin[18], vine[40], pc[17], peer[96];
-	hex_of(f->body, f->body_len, raw);
-	evcs_ykc_vin_text(rec->vin, false, vin);
-	hex_of(rec->physical_card, 8, pc);
-#define A(x) evcs_ykc_amount_to_money(x)
-	int n = snprintf(
-	    y->jbuf, sizeof y->jbuf,
-	    "{\"tenant_id\":%lld,\"pile_id\":%lld,\"pile\":\"%s\",\"gun\":%d,\"trade_no\":\"%s\",\"peer\":\"%s\","
-	    "\"raw_hex\":\"%s\",\"stop_reason_text\":\"%s\",\"record\":{\"start_ms\":%lld,\"end_ms\":%lld,"
-	    "\"sharp_price\":%u,\"sharp_kwh\":%u,\"sharp_loss_kwh\":%u,\"sharp_amount\":%lld,"
-	    "\"peak_price\":%u,\"peak_kwh\":%u,\"peak_loss_kwh\":%u,\"peak_amount\":%lld,"
-	    "\"flat_price\":%u,\"flat_kwh\":%u,\"flat_loss_kwh\":%u,\"flat_amount\":%lld,"
-	    "\"valley_price\":%u,\"valley_kwh\":%u,\"valley_loss_kwh\":%u,\"valley_amount\":%lld,"
-	    "\"meter_start_kwh\":%llu,\"meter_stop_kwh\":%llu,\"total_kwh\":%u,\"total_loss_kwh\":%u,"
-	    "\"total_amount\":%lld,\"vin\":\"%s\",\"trade_flag\":%u,\"trade_time_ms\":%lld,"
-	    "\"stop_reason\":%u,\"physical_card\":\"%s\"}}",
-	    (long long)s->tenant, (long long)s->pile_id, s->pile, gn, rec->trade_no, jesc(peer, sizeof peer, s->peer),
-	    raw, stop_reason_text(rec->stop_reason), (long long)cp56_to_ms(y, &rec->start),
-	    (long long)cp56_to_ms(y, &rec->end), rec->sharp_price, rec->sharp_kwh, rec->sharp_loss_kwh,
-	    (long long)A(rec->sharp_amount), rec->peak_price, rec->peak_kwh, rec->peak_loss_kwh,
-	    (long long)A(rec->peak_amount), rec->flat_price, rec->flat_kwh, rec->flat_loss_kwh,
-	    (long long)A(rec->flat_amount), rec->valley_price, rec->valley_kwh, rec->valley_loss_kwh,
-	    (long long)A(rec->valley_amount), (unsigned long long)rec->meter_start_kwh,
-	    (unsigned long long)rec->meter_stop_kwh, rec->total_kwh, rec->total_loss_kwh,
-	    (long long)A(rec->total_amount_yuan), jesc(vine, sizeof vine, vin), rec->trade_flag,
-	    (long long)cp56_to_ms(y, &rec->trade_time), rec->stop_reason, pc);
-#undef A
-	if (n < 0 || (size_t)n >= sizeof y->jbuf ||
-	    api->store(y->p, "txn.record", y->jbuf, record_done, rq) != EVCS_OK) {
-		LOG(s, EVCS_LOG_ERR, "record %s could not be handed to storage", rec->trade_no);
-		req_put(rq);
-	}
-}
-
-/* §6.3: a short 0x3B is evidence, not a session: keep its bytes in an alarm, answer "illegal". */
-static void on_short_record(struct sess *s, const struct evcs_ykc_frame *f)
-{
-	char raw[2 * EVCS_YKC_MAX_BODY + 1];
-	hex_of(f->body, f->body_len, raw);
-	store_fmt(s, "alarm.raise",
-		  "{\"tenant_id\":%lld,\"pile_id\":%lld,\"pile\":\"%s\",\"gun\":0,\"code\":\"ykc.record.short\","
-		  "\"severity\":\"major\",\"message\":\"transaction record shorter than 158 bytes (%zu)\","
-		  "\"details\":{\"raw_hex\":\"%s\",\"body_length\":%zu}}",
-		  (long long)s->tenant, (long long)s->pile_id, s->pile, f->body_len, raw, f->body_len);
-	if (!s->y->nack_short_record || f->body_len < 16)
-		return;
-	struct evcs_ykc_msg m;
-	msg_init(&m, 0x40);
-	evcs_ykc_bcd_decode(f->body, 16, m.u.record_ack.trade_no);
-	m.u.record_ack.result = 1;
-	send_msg(s, &m, f->seq, NULL);
 }
 
 /* ---- frame dispatch --------------------------------------------------------------------------- */

@@ -4,8 +4,9 @@
  *
  * Role: listens on one or more TCP ports, each with its protocol version ("listen =
  * 0.0.0.0:8767/1.5, 0.0.0.0:8768/1.6"), runs the session rules of shared/docs/ykc.md §1 for
- * every pile connection, and turns frames into storage operations (api->store, see
- * plugins/STORAGE.md), hook-bus events and answers. It claims each pile that logs in so
+ * every pile connection, and turns frames into the core's charging-session calls (session_*,
+ * sessions.c), storage operations (api->store, see plugins/STORAGE.md), hook-bus events and
+ * answers. Its own table ykc_records comes from its migration schema/001_records.sql. It claims each pile that logs in so
  * operator/partner commands ("start", "stop", "set_tariff", ...) reach it (commands.c).
  * It uses only the API table of <evcs/plugin.h> and the codec (codec.h). The files and what
  * each owns are listed in ykc.h.
@@ -15,11 +16,13 @@
  * is gone and no storage callback still refers to it (refs). The frame path does not
  * allocate: frames are scanned in place in the connection's evbuffer (pulled up to at most two
  * frames' worth), decoded into stack structs, answered from a shared output buffer, and
- * storage arguments are printed into a shared buffer that the core parses before returning.
- * Exceptions, all off the per-frame hot path: login/authorisation/record results (parsed
- * JSON), commands, and the JSON of BMS/fault frames handed to event.store.
- * Durability: a transaction record (0x3B) is acknowledged with 0x40 only after txn.record
- * returned OK (committed). When the database is unavailable no 0x40 is sent: the pile resends.
+ * storage arguments are printed into a shared buffer that the core parses before returning;
+ * sessions travel as typed structs on the stack. Exceptions, all off the per-frame hot path:
+ * login results (parsed JSON), commands, and the JSON of BMS/fault frames handed to
+ * event.store.
+ * Durability: a transaction record (0x3B) is acknowledged with 0x40 only after
+ * api->session_close answered EVCS_OK (committed, with its evidence row). When the database is
+ * unavailable no 0x40 is sent: the pile resends.
  */
 #include "ykc.h"
 
@@ -32,6 +35,8 @@
 #define PLUGIN_VERSION "1.0"
 
 const evcs_api_t *api;
+
+extern const evcs_migration_t ykc_migrations[]; /* generated from schema/ (evcs-embed-sql) */
 
 /* ---- small helpers ------------------------------------------------------------------------ */
 
@@ -107,14 +112,26 @@ const char *jesc(char *dst, size_t cap, const char *src)
 	return dst;
 }
 
-/* Local wall-clock time of the chargers (CP56Time2a has no zone, §3.3). */
-void local_tm(const struct ykc *y, time_t t, struct tm *tm)
+/* The chargers' UTC offset in seconds at instant t (CP56Time2a and trade numbers carry no zone,
+ * §3.3): [plugin ykc] utc_offset_min when it is set, else the tenant's configured zone
+ * (api->tenant_utc_offset, DST-correct), else the default of utc_offset_min (480, China). */
+static int64_t utc_offset_s(const struct sess *s, time_t t)
 {
-	time_t l = t + (time_t)y->utc_offset_min * 60;
+	const struct ykc *y = s->y;
+	int off = 0;
+	if (!y->utc_offset_fixed && s->tenant > 0 && EVCS_API_HAS(api, tenant_utc_offset) &&
+	    api->tenant_utc_offset(y->p, s->tenant, (int64_t)t * 1000, &off) == EVCS_OK)
+		return off;
+	return (int64_t)y->utc_offset_min * 60;
+}
+
+void local_tm(const struct sess *s, time_t t, struct tm *tm)
+{
+	time_t l = t + (time_t)utc_offset_s(s, t);
 	gmtime_r(&l, tm);
 }
 
-int64_t cp56_to_ms(const struct ykc *y, const struct evcs_ykc_cp56 *c)
+int64_t cp56_to_ms(const struct sess *s, const struct evcs_ykc_cp56 *c)
 {
 	if (c->year == 0 && c->month == 0 && c->mday == 0)
 		return 0;
@@ -123,8 +140,12 @@ int64_t cp56_to_ms(const struct ykc *y, const struct evcs_ykc_cp56 *c)
 	evcs_ykc_cp56_to_tm(c, &tm, &ms);
 	if (tm.tm_mon < 0 || tm.tm_mon > 11 || tm.tm_mday < 1)
 		return 0;
-	time_t t = timegm(&tm);
-	return ((int64_t)t - (int64_t)y->utc_offset_min * 60) * 1000 + ms % 1000;
+	time_t local = timegm(&tm);
+	/* the offset in force at that local time: guess with the offset at `local` read as UTC,
+	 * then once more at the instant that guess gives (exact except inside a DST change) */
+	time_t utc = local - (time_t)utc_offset_s(s, local);
+	utc = local - (time_t)utc_offset_s(s, utc);
+	return (int64_t)utc * 1000 + ms % 1000;
 }
 
 const char *proto_name(enum evcs_ykc_proto p)
@@ -302,6 +323,7 @@ static int read_config(struct ykc *y)
 	for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
 		if (api->config_int(y->p, keys[i].key, keys[i].def, keys[i].min, keys[i].max, keys[i].out) != EVCS_OK)
 			return -1;
+	y->utc_offset_fixed = api->config_get(y->p, "utc_offset_min") != NULL;
 	const char *v = api->config_get(y->p, "nack_short_record");
 	y->nack_short_record = !v || !strcasecmp(v, "yes") || !strcasecmp(v, "true") || !strcmp(v, "1");
 	v = api->config_get(y->p, "len_compat");
@@ -314,8 +336,12 @@ static int read_config(struct ykc *y)
 static int ykc_init(evcs_plugin_t *p, const evcs_api_t *a)
 {
 	api = a;
-	if (!EVCS_API_HAS(a, status_name))
+	if (!EVCS_API_HAS(a, session_meter) || !EVCS_API_HAS(a, session_close) ||
+	    !EVCS_API_HAS(a, session_open) || !EVCS_API_HAS(a, session_authorize)) {
+		if (EVCS_API_HAS(a, log))
+			a->log(p, EVCS_LOG_ERR, 0, NULL, "this core has no charging-session calls (ABI 2.0 needed)");
 		return EVCS_ENOTSUP;
+	}
 	struct ykc *y = calloc(1, sizeof *y);
 	if (!y)
 		return EVCS_ENOMEM;
@@ -371,9 +397,10 @@ static void ykc_cleanup(evcs_plugin_t *p)
 		for (int i = 0; i < MAX_PCMD; i++)
 			if (s->pcmd[i].timer)
 				api->timer_del(s->pcmd[i].timer);
+		for (int i = 0; i < MAX_REQ; i++)
+			free(s->req[i].job); /* records whose answer the core will never deliver */
 		free(s->guns);
-		free(s->tariff_json);
-		free(s);
+			free(s);
 	}
 	if (y->tariff_sub)
 		api->bus_unsubscribe(y->tariff_sub);
@@ -405,6 +432,7 @@ static const evcs_plugin_info_t ykc_info = {
     .cli_name = "ykc",
     .cli_summary = "decode | split: YKC frame decoder (JSON per shared/docs/ykc.md section 7)",
     .cli_main = evcs_ykc_cli_main,
+    .migrations = ykc_migrations,
 };
 
 EVCS_PLUGIN_DECLARE(ykc_info)

@@ -1,9 +1,9 @@
 /*
  * plugins/ykc/tariff.c: the YKC billing model (§1.2, §3.6). The tenant's tariff comes from
- * storage (at login, tariff.for_pile, or a set_tariff command) as the storage JSON; it is
- * kept both in wire form (s->tariff, sent in 0x0A/0x58) and as the JSON snapshot handed to
- * session.create. 0x05 is answered "same" only when the pile's model code equals ours; 0x09
- * is answered with 0x0A, later when no tariff is loaded yet. EVCS_EV_TARIFF_CHANGED re-fetches
+ * storage (at login, tariff.for_pile, or a set_tariff command) as the storage JSON and is
+ * kept in wire form (s->tariff, sent in 0x0A/0x58); the core takes a session's tariff
+ * snapshot itself when the session opens. 0x05 is answered "same" only when the pile's model
+ * code equals ours; 0x09 is answered with 0x0A, later when no tariff is loaded yet. EVCS_EV_TARIFF_CHANGED re-fetches
  * the model for every online pile of the tenant; a 0x58 is pushed only to an idle pile and
  * retried when the pile reports idle after a refusal or timeout.
  */
@@ -24,7 +24,7 @@ static void send_tariff(struct sess *s, uint8_t type, const uint8_t *seq, uint8_
 
 /* ---- tariffs --------------------------------------------------------------------------------- */
 
-/* Storage tariff JSON (plugins/STORAGE.md) -> wire struct; keeps the JSON as the snapshot. */
+/* Storage tariff JSON (plugins/STORAGE.md) -> wire struct. */
 int tariff_load(struct sess *s, json_t *t)
 {
 	static const char *const pn[4] = {"sharp", "peak", "flat", "valley"};
@@ -49,13 +49,6 @@ int tariff_load(struct sess *s, json_t *t)
 	}
 	for (int i = 0; i < 48; i++)
 		w.slots[i] = (uint8_t)(json_integer_value(json_array_get(sl, (size_t)i)) & 3);
-	char *js = json_dumps(t, JSON_COMPACT);
-	if (!js || strlen(js) > 4096) {
-		free(js);
-		return -1;
-	}
-	free(s->tariff_json);
-	s->tariff_json = js;
 	s->tariff = w;
 	s->have_tariff = 1;
 	return 0;

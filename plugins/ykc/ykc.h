@@ -7,7 +7,9 @@
  *               the pile map and the per-connection storage-call slots, sending frames
  *   tariff.c    the billing model: tariff from storage, 0x05/0x06, 0x09/0x0A, 0x58 pushes
  *   handlers.c  frame dispatch and the handlers of the pile's own frames (0x13, BMS/faults,
- *               0x31/0xA1 starts, 0x33/0xA3 and other answers, 0x3B records)
+ *               0x33/0xA3 and the other answers to commands)
+ *   sessions.c  charging sessions on the core's neutral model: 0x31/0xA1 starts (authorise,
+ *               PIN check, open), 0x3B records (close with the evidence row in ykc_records)
  *   commands.c  commands from the core (a table: name -> frame builder), pending answers
  *
  * One struct ykc per loaded plugin, one struct sess per connection. Everything runs on the
@@ -34,6 +36,7 @@
 
 struct ykc;
 struct sess;
+struct record_job;
 
 struct lst {
 	struct ykc *y;
@@ -78,23 +81,24 @@ struct pcmd {
 	evcs_timer_t *timer;
 };
 
-/* A storage call whose result is answered to the pile (login, 0x31/0xA1, 0x3B, 0x09). */
+/* A core call whose result is answered to the pile (login, 0x31/0xA1, 0x3B). */
 struct req {
 	int used;
 	struct sess *s;
 	uint8_t type;
 	uint8_t seq[2];
-	uint8_t stage;        /* 0x31: 0 authorise, 1 create */
 	int gun;
 	char trade_no[33];
 	char parallel_no[13];
-	uint8_t start_mode;
+	uint8_t start_mode;   /* 0x31: 1 card, 3 VIN */
+	uint8_t need_password;
+	uint8_t password[16]; /* 0x31 password_md5 as sent (§3.7) */
 	uint8_t pcard[8];
 	char vin[18];
 	char logical[17];
 	int64_t balance;
 	int64_t card_id, driver_id;
-	int64_t total_kwh;
+	struct record_job *job; /* 0x3B: the record in flight (sessions.c); freed by req_put */
 };
 
 enum sess_state { S_NEW = 0, S_LOGIN_PENDING, S_ONLINE };
@@ -117,10 +121,8 @@ struct sess {
 	int ngun;
 	struct gun *guns;
 	int have_tariff;
-	struct evcs_ykc_tariff tariff; /* wire form, pile field set at send time */
-	char *tariff_json;             /* storage form, the snapshot given to session.create;
-					* on the heap: most of a connection's life it is not needed
-					* at this size, and per-connection memory is the scale limit */
+	struct evcs_ykc_tariff tariff; /* wire form, pile field set at send time (the core takes
+					* the session's tariff snapshot itself at session open) */
 	char pile_model[5];            /* model the pile reported (0x05) or accepted (0x57) */
 	int push_pending;              /* a 0x58 waits for the pile to be idle */
 	int tariff_fetching;
@@ -130,6 +132,7 @@ struct sess {
 	int64_t partial_since_ms;
 	uint64_t skipped;
 	unsigned prelogin_logged, enc_logged;
+	uint8_t meter_warned; /* a meter reading was not queued (logged once) */
 	uint32_t warned_unknown[8], warned_body[8], warned_pile[8];
 	evcs_timer_t *login_timer, *sync_timer;
 	struct pcmd pcmd[MAX_PCMD];
@@ -152,6 +155,7 @@ struct ykc {
 	    start_timeout_ms, command_timeout_ms, sync_interval_ms, seen_interval_ms,
 	    partial_timeout_ms, utc_offset_min, max_conns;
 	int nack_short_record, len_compat;
+	int utc_offset_fixed; /* utc_offset_min configured: it wins over the tenant's zone */
 	struct evcs_ykc_tolerance tol;
 	struct sess **map; /* pile serial -> the connection that holds it */
 	struct failed failed[FAILED_SLOTS];
@@ -181,9 +185,9 @@ int hex_to(const char *s, uint8_t *b, size_t n);    /* exactly 2n hex digits, el
 int all_zero(const char *s);
 /* JSON string body for untrusted text (quotes, controls escaped; non-ASCII replaced) */
 const char *jesc(char *dst, size_t cap, const char *src);
-/* the chargers' wall clock (utc_offset_min) */
-void local_tm(const struct ykc *y, time_t t, struct tm *tm);
-int64_t cp56_to_ms(const struct ykc *y, const struct evcs_ykc_cp56 *c);
+/* the chargers' wall clock: utc_offset_min when configured, else the tenant's zone */
+void local_tm(const struct sess *s, time_t t, struct tm *tm);
+int64_t cp56_to_ms(const struct sess *s, const struct evcs_ykc_cp56 *c);
 const char *proto_name(enum evcs_ykc_proto p);
 void gun_str(char out[3], int g); /* two digits of a gun number */
 int gun_no(const char *g);        /* 0 when not two digits */
@@ -209,7 +213,7 @@ void on_read(evcs_conn_t *c, void *ud);
 void on_close(evcs_conn_t *c, const char *reason, void *ud);
 
 /* ---- tariff.c: the billing model -------------------------------------------------------------- */
-/* storage tariff JSON (plugins/STORAGE.md) -> s->tariff, keeping the JSON as the snapshot */
+/* storage tariff JSON (plugins/STORAGE.md) -> s->tariff (wire form) */
 int tariff_load(struct sess *s, json_t *t);
 int pile_idle(const struct sess *s);
 /* 0x58 when one is pending and the pile is idle */
@@ -219,9 +223,16 @@ void on_model_verify(struct sess *s, const struct evcs_ykc_frame *f, const struc
 void on_model_request(struct sess *s, const struct evcs_ykc_frame *f);
 
 /* ---- handlers.c: frames from the pile --------------------------------------------------------- */
+void handle_frame(struct sess *s, const struct evcs_ykc_frame *f);
+
+/* ---- sessions.c: charging sessions on the core's neutral model ------------------------------- */
 /* a new trade number for gun gn (§3.1); -1 when this second's counter is exhausted */
 int next_trade(struct sess *s, int gn, char out[33]);
-void handle_frame(struct sess *s, const struct evcs_ykc_frame *f);
+/* forget the gun's open order */
+void gun_close_order(struct gun *g);
+void on_start_request(struct sess *s, const struct evcs_ykc_frame *f, const struct evcs_ykc_start_request *q);
+void on_record(struct sess *s, const struct evcs_ykc_frame *f, const struct evcs_ykc_record *rec);
+void on_short_record(struct sess *s, const struct evcs_ykc_frame *f);
 
 /* ---- commands.c: commands from the core, pending answers ------------------------------------ */
 struct pcmd *pcmd_get(struct sess *s);
