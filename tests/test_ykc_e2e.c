@@ -798,6 +798,15 @@ static void test_card_pin_start(void)
 	/* the PIN card without a password request still starts (the pile decides to ask) */
 	start_request(&r, 1, pin_card, 0, NULL, NULL);
 	CU_ASSERT_EQUAL(r.u.start_auth.auth_ok, 1);
+	/* a blocked card: the right PIN learns it is blocked (2), a wrong one learns nothing (7) */
+	CU_ASSERT_FATAL(sql("UPDATE rfid_cards SET status = 'blocked' WHERE physical_no = '00000000D14B0A60'") == 0);
+	start_request(&r, 1, pin_card, 1, raw_form, NULL);
+	CU_ASSERT_EQUAL(r.u.start_auth.auth_ok, 0);
+	CU_ASSERT_EQUAL(r.u.start_auth.fail_reason, 2);
+	start_request(&r, 1, pin_card, 1, bad, NULL);
+	CU_ASSERT_EQUAL(r.u.start_auth.auth_ok, 0);
+	CU_ASSERT_EQUAL(r.u.start_auth.fail_reason, 7);
+	CU_ASSERT_FATAL(sql("UPDATE rfid_cards SET status = 'active' WHERE physical_no = '00000000D14B0A60'") == 0);
 
 	/* a card with no PIN on file cannot satisfy a password start, whatever is sent */
 	start_request(&r, 1, plain_card, 1, ascii_form, NULL);
