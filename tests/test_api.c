@@ -5,9 +5,13 @@
  * seeds what only piles produce (sessions, samples, alarms, presence) with plain SQL.
  * Work that must happen on the loop (claiming a pile on the bus, subscribing) is posted there
  * with event_base_once (the base is created with pthread locking).
+ * The core loads tests/plugins/tp_routes.so, a plugin serving operator-API routes: its tests
+ * are in tests/test_api_plugin.c (same program, harness shared through tests/api_test.h), and
+ * the OpenAPI consistency check below covers its routes like the core's.
  * Drops and re-creates EVCS_DB_NAME: run the test programs one at a time (make -j1 check).
  */
 #include "api.h"
+#include "api_test.h"
 #include "core.h"
 #include "db.h"
 #include "testutil.h"
@@ -23,14 +27,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#define BOOT "test-bootstrap-token-0123456789"
-
-static evcs_core_t core;
+evcs_core_t core;
 static pthread_t loop_thr;
-static int port, env_ok;
+int port;
+static int env_ok;
 static evcs_db_config_t dbc;
 static char conf_path[256];
-static MYSQL *raw;
+MYSQL *raw;
 
 /* ---- HTTP client ------------------------------------------------------------------------- */
 struct buf {
@@ -52,7 +55,7 @@ static size_t wr(char *p, size_t sz, size_t nm, void *ud)
 }
 
 /* Returns the status; *out (optional) gets the parsed JSON body (NULL when none). */
-static long http(const char *method, const char *path, const char *token, long long tenant,
+long http(const char *method, const char *path, const char *token, long long tenant,
 		 const char *body, const char *ctype, json_t **out)
 {
 	CURL *c = curl_easy_init();
@@ -93,7 +96,7 @@ static long http(const char *method, const char *path, const char *token, long l
 	return status;
 }
 
-static long call(const char *method, const char *path, const char *token, long long tenant,
+long call(const char *method, const char *path, const char *token, long long tenant,
 		 json_t *body, json_t **out)
 {
 	char *s = body ? json_dumps(body, JSON_COMPACT) : NULL;
@@ -103,12 +106,12 @@ static long call(const char *method, const char *path, const char *token, long l
 	return st;
 }
 
-static const char *err_field(json_t *o)
+const char *err_field(json_t *o)
 {
 	return json_string_value(json_object_get(json_object_get(o, "error"), "field"));
 }
 
-static const char *err_code(json_t *o)
+const char *err_code(json_t *o)
 {
 	return json_string_value(json_object_get(json_object_get(o, "error"), "code"));
 }
@@ -123,9 +126,9 @@ static const char *err_code(json_t *o)
 		}                                                                        \
 	} while (0)
 
-static long long jint(json_t *o, const char *k) { return json_integer_value(json_object_get(o, k)); }
+long long jint(json_t *o, const char *k) { return json_integer_value(json_object_get(o, k)); }
 
-static long long create(const char *path, const char *token, long long tenant, json_t *body)
+long long create(const char *path, const char *token, long long tenant, json_t *body)
 {
 	json_t *o = NULL;
 	long st = call("POST", path, token, tenant, body, &o);
@@ -138,7 +141,7 @@ static long long create(const char *path, const char *token, long long tenant, j
 	return id;
 }
 
-static void sql(const char *q)
+void sql(const char *q)
 {
 	if (mysql_query(raw, q) != 0) {
 		fprintf(stderr, "SQL failed: %s: %s\n", q, mysql_error(raw));
@@ -152,7 +155,7 @@ static int posted_done;
 static int tariff_events;
 static char last_tariff_pile[32];
 
-static void run_on_loop(event_callback_fn fn, void *arg)
+void run_on_loop(event_callback_fn fn, void *arg)
 {
 	pthread_mutex_lock(&mu);
 	posted_done = 0;
@@ -170,7 +173,7 @@ static void run_on_loop(event_callback_fn fn, void *arg)
 	CU_FAIL("loop did not run the posted work");
 }
 
-static void mark_done(void)
+void mark_done(void)
 {
 	pthread_mutex_lock(&mu);
 	posted_done = 1;
@@ -227,8 +230,8 @@ static void *loop_main(void *arg)
 }
 
 /* ---- fixtures ----------------------------------------------------------------------------- */
-static long long tA, tB, tD, tW;
-static char tokA[128], tokAop[128], tokAro[128], tokB[128];
+long long tA, tB, tD, tW;
+char tokA[128], tokAop[128], tokAro[128], tokB[128];
 static long long tokA_id;
 
 static void make_token(long long tenant, const char *user, const char *role, char *out,
@@ -305,6 +308,8 @@ static int suite_init(void)
 	fprintf(f, "user = %s\npassword = %s\nname = %s\npool = 4\n\n[api]\nbootstrap_token = %s\n"
 		   "command_timeout = 300\n",
 		user, pw ? pw : "", name, BOOT);
+	/* a plugin serving operator-API routes (tests/test_api_plugin.c) */
+	fprintf(f, "\n[plugin tp_routes]\nfile = %s/tp_routes.so\n", TEST_PLUGIN_DIR);
 	fclose(f);
 	evthread_use_pthreads();
 	if (evcs_core_start(&core, conf_path, err, sizeof err) != 0) {
@@ -326,14 +331,20 @@ static int suite_init(void)
 	return (tA && tB && tD && tW) ? 0 : 1;
 }
 
-static int suite_clean(void)
+void api_test_stop_core(void)
 {
 	if (env_ok) {
 		event_base_loopexit(core.base, NULL);
 		pthread_join(loop_thr, NULL);
 		evcs_core_free(&core);
 		curl_global_cleanup();
+		env_ok = 0;
 	}
+}
+
+static int suite_clean(void)
+{
+	api_test_stop_core();
 	if (raw)
 		mysql_close(raw);
 	unlink(conf_path);
@@ -1460,15 +1471,39 @@ static void walk_one(json_t *spec, const char *pattern, const char *method, json
 	(*checked)++;
 }
 
+/* The served routes: the core's table and the plugins' (tp_routes is loaded), copied on the
+ * loop thread, which owns the plugin route registry. */
+static api_route_t *served;
+static size_t nserved, nserved_core;
+
+static void collect_routes(evutil_socket_t fd, short ev, void *arg)
+{
+	const api_route_t *rt = evcs_api_routes(&nserved_core);
+	size_t np = 0;
+	while (evcs_api_plugin_route(&core, np))
+		np++;
+	served = calloc(nserved_core + np, sizeof *served);
+	for (size_t i = 0; served && i < nserved_core + np; i++) {
+		const api_route_t *r = i < nserved_core ? &rt[i] : evcs_api_plugin_route(&core, i - nserved_core);
+		served[i].method = strdup(r->method);
+		served[i].pattern = strdup(r->pattern);
+	}
+	nserved = served ? nserved_core + np : 0;
+	mark_done();
+}
+
 static void test_openapi_consistency(void)
 {
 	json_t *spec = NULL;
 	CU_ASSERT_EQUAL_FATAL(http("GET", "/api/v1/openapi.json", NULL, 0, NULL, NULL, &spec), 200);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(spec);
 	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(spec, "openapi")), "3.0.3");
-	/* every registered route is documented, and every documented one registered */
-	size_t n;
-	const api_route_t *rt = evcs_api_routes(&n);
+	/* every served route (the core's and the plugins') is documented, and every documented
+	 * one served */
+	run_on_loop(collect_routes, NULL);
+	size_t n = nserved;
+	const api_route_t *rt = served;
+	CU_ASSERT(n > nserved_core); /* the plugin's routes are part of it */
 	for (size_t i = 0; i < n; i++) {
 		if (!spec_op(spec, rt[i].pattern, rt[i].method))
 			fprintf(stderr, "undocumented route %s %s\n", rt[i].method, rt[i].pattern);
@@ -1525,11 +1560,12 @@ static void test_openapi_consistency(void)
 			     "tests = { t = function() end }\n", "text/plain", NULL),
 			200);
 	long long partner = create("/api/v1/partners", BOOT, tW, partner_body("WALKFIXT1"));
+	long long note = create("/api/v1/tp/notes", BOOT, tW, json_pack("{s:s}", "text", "W"));
 	const struct idmap ids[] = {
 	    {"tenant_id", tW},	   {"token_id", tokW_id}, {"station_id", st},
 	    {"pile_id", pile},	   {"connector_id", conn}, {"tariff_id", tariff},
 	    {"driver_id", drv},	   {"card_id", card},	  {"session_id", sess},
-	    {"alarm_id", alarm},   {"partner_id", partner},
+	    {"alarm_id", alarm},   {"partner_id", partner}, {"note_id", note},
 	};
 	int checked = 0;
 	/* deletions last, so the other operations find their objects */
@@ -1552,6 +1588,12 @@ static void test_openapi_consistency(void)
 		}
 	CU_ASSERT_EQUAL((size_t)checked, n);
 	json_decref(spec);
+	for (size_t i = 0; i < nserved; i++) {
+		free((char *)served[i].method);
+		free((char *)served[i].pattern);
+	}
+	free(served);
+	served = NULL;
 }
 
 static void register_tests(void)
@@ -1570,7 +1612,9 @@ static void register_tests(void)
 	EVCS_ADD(s, test_tenant_isolation);
 	EVCS_ADD(s, test_partners_crud_secrets_profile);
 	EVCS_ADD(s, test_partners_tenant_isolation);
+	api_plugin_tests_register(s);
 	EVCS_ADD(s, test_openapi_consistency);
+	api_plugin_tests_register_last(s);
 }
 
 EVCS_TEST_MAIN(register_tests)
