@@ -34,6 +34,16 @@
 #include <string.h>
 #include <strings.h>
 
+/* the public flags and roles are the core's own values */
+_Static_assert(EVCS_ROUTE_PLATFORM == AR_PLATFORM && EVCS_ROUTE_TENANT_OPT == AR_TENANT_OPT &&
+		   EVCS_ROUTE_RAW_BODY == AR_RAW_BODY,
+	       "route flags");
+_Static_assert((int)EVCS_ROLE_READ_ONLY == (int)ROLE_READ_ONLY &&
+		   (int)EVCS_ROLE_OPERATOR == (int)ROLE_OPERATOR &&
+		   (int)EVCS_ROLE_TENANT_ADMIN == (int)ROLE_TENANT_ADMIN &&
+		   (int)EVCS_ROLE_PLATFORM_ADMIN == (int)ROLE_PLATFORM_ADMIN,
+	       "roles");
+
 #define PATTERN_MAX 200
 #define PARAM_NAME_MAX 23 /* sizeof(api_ctx_t.pnames[0]) - 1 */
 

@@ -1,8 +1,9 @@
 /*
- * tests/api_test.h: the harness of tests/test_api (defined in tests/test_api.c) shared with
- * the test modules linked into the same program (tests/test_api_plugin.c): the in-process core
- * with its loop on a second thread, a blocking HTTP client over loopback, the raw MariaDB
- * connection for seeding and checking, and the tenants and tokens made at suite set-up.
+ * tests/api_test.h: the harness of tests/test_api (defined in tests/test_api.c), shared with
+ * the modules linked into the same program (tests/test_api_openapi.c, tests/test_api_plugin.c):
+ * the in-process core with its loop on a second thread, a blocking HTTP client over loopback,
+ * the raw MariaDB connection for seeding and checking, and the tenants and tokens made at
+ * suite set-up.
  */
 #ifndef EVCS_API_TEST_H
 #define EVCS_API_TEST_H
@@ -35,9 +36,17 @@ long long jint(json_t *o, const char *k);
 /* POST that must answer 201; the new object's id */
 long long create(const char *path, const char *token, long long tenant, json_t *body);
 void sql(const char *q);
+/* a token of the given role in tenant (made by the bootstrap token); *id (optional) its id */
+void make_token(long long tenant, const char *user, const char *role, char *out, long long *id);
+json_t *tariff_body(const char *name, int flat); /* a valid tariff with this flat rate */
+json_t *partner_body(const char *opid);          /* a valid CEC partner */
 /* Run fn on the loop thread and wait until it called mark_done(). */
 void run_on_loop(event_callback_fn fn, void *arg);
 void mark_done(void);
+
+/* tests/test_api_openapi.c: every served route documented, every documented one served and
+ * answering its example */
+void test_openapi_consistency(void);
 
 /* tests/test_api_plugin.c */
 void api_plugin_tests_register(CU_pSuite s);   /* before the OpenAPI consistency test */
