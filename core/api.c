@@ -364,16 +364,16 @@ int api_txn_audit(api_ctx_t *c, evcs_db_txn_t *t, const char *action, const char
 			       EVCS_DB_STR(d)};
 	if (c->tenant)
 		r = evcs_db_txn_add(t, c->tenant,
-				"INSERT INTO audit_log SET tenant_id = ?, user_id = ?, token_id = ?, "
-				"actor = ?, action = ?, object_type = ?, object_id = ?, peer = ?, "
-				"details = ?",
-				p, 8, 0);
+				    "INSERT INTO audit_log SET tenant_id = ?, user_id = ?, token_id = ?, "
+				    "actor = ?, action = ?, object_type = ?, object_id = ?, peer = ?, "
+				    "details = ?",
+				    p, 8, 0);
 	else
 		r = evcs_db_txn_add_platform(t,
-					 "INSERT INTO audit_log SET tenant_id = NULL, user_id = ?, "
-					 "token_id = ?, actor = ?, action = ?, object_type = ?, "
-					 "object_id = ?, peer = ?, details = ?",
-					 p, 8, 0);
+					     "INSERT INTO audit_log SET tenant_id = NULL, user_id = ?, "
+					     "token_id = ?, actor = ?, action = ?, object_type = ?, "
+					     "object_id = ?, peer = ?, details = ?",
+					     p, 8, 0);
 	free(d);
 	return r;
 }
@@ -629,7 +629,8 @@ static void api_dispatch(evcs_http_req_t *req, void *ud)
 	/* the core's table, then the plugins' routes; on equal literal counts the first wins */
 	size_t ncore = sizeof routes / sizeof routes[0];
 	for (size_t i = 0;; i++) {
-		const api_route_t *rt = i < ncore ? &routes[i] : evcs_api_plugin_route(a->core, i - ncore);
+		const api_route_t *rt =
+		    i < ncore ? &routes[i] : evcs_api_plugin_route(a->core, i - ncore);
 		if (!rt)
 			break;
 		if (!pattern_match(rt->pattern, path, NULL))
