@@ -398,7 +398,7 @@ static void test_plugin_routes_registration(void)
 	    {"bad_segment", "invalid"},	     {"bad_method", "invalid"},
 	    {"role_0", "invalid"},	     {"role_5", "invalid"},
 	    {"openapi_array", "invalid"},    {"openapi_broken", "invalid"},
-	    {"openapi_missing", "invalid"},
+	    {"openapi_missing", "invalid"},  {"http_route_in_api", "invalid"},
 	};
 	for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
 		const char *got = json_string_value(json_object_get(o, want[i].what));
@@ -412,6 +412,7 @@ static void test_plugin_routes_registration(void)
 	/* none of the refused ones is served; the core's route still answers as before */
 	CU_ASSERT_EQUAL(http("GET", "/api/v1/tp/fetch", tokA, 0, NULL, NULL, NULL), 404);
 	CU_ASSERT_EQUAL(http("GET", "/api/v1/tp/array", tokA, 0, NULL, NULL, NULL), 404);
+	CU_ASSERT_EQUAL(http("POST", "/api/v1/tp/open/x", NULL, 0, "{}", NULL, NULL), 404);
 	CU_ASSERT_EQUAL(http("GET", "/api/v1/stations", tokA, 0, NULL, NULL, &o), 200);
 	CU_ASSERT_PTR_NOT_NULL(json_object_get(o, "items"));
 	json_decref(o);

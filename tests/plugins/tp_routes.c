@@ -402,7 +402,10 @@ static int init(evcs_plugin_t *p, const evcs_api_t *api)
 	try_refused("openapi_array", "GET", "/api/v1/tp/array", EVCS_ROLE_READ_ONLY, "[]");
 	try_refused("openapi_broken", "GET", "/api/v1/tp/broken", EVCS_ROLE_READ_ONLY, "{\"a\":");
 	try_refused("openapi_missing", "GET", "/api/v1/tp/missing", EVCS_ROLE_READ_ONLY, NULL);
-	/* unauthenticated endpoints stay on http_route */
+	/* a raw route inside the operator API would bypass its authentication */
+	refused[nrefused].what = "http_route_in_api";
+	refused[nrefused++].status = A->http_route(P, "POST", "/api/v1/tp/open/", callback, NULL);
+	/* unauthenticated endpoints stay on http_route, outside /api/v1/ */
 	return A->http_route(P, "POST", "/tp/callback/", callback, NULL);
 }
 

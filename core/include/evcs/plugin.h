@@ -544,7 +544,9 @@ typedef struct evcs_api {
 	/* label for log lines about this connection (tenant/pile once known) */
 	void (*conn_set_identity)(evcs_conn_t *c, int64_t tenant_id, const char *pile);
 
-	/* HTTP: method NULL = any; prefix matched on path segments ("/evcs/v1/") */
+	/* HTTP: method NULL = any; prefix matched on path segments ("/evcs/v1/"); not
+	 * authenticated by the core. A prefix under /api/v1/ is refused (EVCS_EINVAL): use
+	 * api_route there. */
 	int (*http_route)(evcs_plugin_t *p, const char *method, const char *prefix,
 			  evcs_http_handler h, void *ud);
 	const char *(*http_method)(evcs_http_req_t *r);
