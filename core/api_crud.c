@@ -8,6 +8,7 @@
  * answers with the row as stored (read back inside that transaction).
  */
 #include "api.h"
+#include "tz.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -225,6 +226,9 @@ static const api_field_t tenant_f[] = {
     {"plan", FT_STR, FF_FILTER, NULL, 1, 32, "", NULL},
     {"max_piles", FT_INT, 0, NULL, 0, 100000000, NULL, NULL},
     {"settings", FT_JSON, 0, NULL, 0, 0, NULL, "object"},
+    /* an IANA zone name; api_op_tenant_create/update check that the zone exists */
+    {"timezone", FT_STR, FF_NULL, NULL, 1, 64,
+     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789/_+-.", NULL},
     {"created_ms", FT_INT, FF_RO, NULL, 0, 0, NULL, NULL},
     {"updated_ms", FT_INT, FF_RO, NULL, 0, 0, NULL, NULL},
 };
@@ -648,7 +652,11 @@ static void get_cb(int status, const evcs_db_result_t *res, size_t nres, const c
 	}
 	int created = c->op == (void *)1;
 	c->op = NULL;
-	api_reply_json(c, created ? 201 : 200, api_crud_row(res_of(c), last, 0));
+	json_t *row = api_crud_row(res_of(c), last, 0);
+	if (res_of(c) == &api_res_tenants && c->route->fn != api_crud_get) /* committed: local time */
+		evcs_core_tz_tenant_stored(c->core, json_integer_value(json_object_get(row, "id")),
+					   json_string_value(json_object_get(row, "timezone")));
+	api_reply_json(c, created ? 201 : 200, row);
 }
 
 void api_crud_get(api_ctx_t *c)
