@@ -174,9 +174,4 @@ void api_op_partner_create(api_ctx_t *c);
 void api_op_partner_update(api_ctx_t *c);
 void api_op_partner_stations(api_ctx_t *c);
 
-/* ---- api_sim.c (simulated piles, plugin ykcsim) ---- */
-void api_op_sim_create(api_ctx_t *c);
-void api_op_sim_list(api_ctx_t *c);
-void api_op_sim_delete(api_ctx_t *c);
-
 #endif
