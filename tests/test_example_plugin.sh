@@ -199,7 +199,7 @@ out=$("$evcsd" --check-config -c "$conf" 2>&1) || die "--check-config failed: $o
 check_has "--check-config loads the plugin from the default plugin dir" \
 	"plugin example 2.0.0 (ABI 2.0): $plugindir/example.so" "$out"
 rc=0
-timeout 30 "$evcsd" -f -c "$conf" >"$tmp/evcsd-unmigrated.log" 2>&1 || rc=$?
+timeout 15 "$evcsd" -f -c "$conf" >"$tmp/evcsd-unmigrated.log" 2>&1 || rc=$?
 if [ "$rc" != 0 ] && grep -q 'evcsd --migrate' "$tmp/evcsd-unmigrated.log" &&
 	grep -q 'example' "$tmp/evcsd-unmigrated.log"; then
 	ok "the example refuses to start before its migration and the log says to run evcsd --migrate"

@@ -135,7 +135,7 @@ static void messaging_state(struct example_notes *n, char *out, size_t outlen)
 	snprintf(out, outlen, "available (version %u)", (unsigned)version);
 }
 
-/* ---- the offered service: EXAMPLE_SERVICE_NAME ------------------------------------------------ */
+/* ---- the offered service: EXAMPLE_SERVICE_NAME ---------------------------------------------- */
 static uint64_t svc_notes_created(void *ctx)
 {
 	const struct example_notes *n = ctx;
@@ -147,7 +147,7 @@ static const example_notes_service_t notes_service = {
     .notes_created = svc_notes_created,
 };
 
-/* ---- POST /api/v1/example/notes --------------------------------------------------------------- */
+/* ---- POST /api/v1/example/notes ------------------------------------------------------------- */
 static void created_cb(int status, const evcs_db_result_t *res, size_t nres, const char *errmsg,
 		       void *ud)
 {
@@ -230,7 +230,7 @@ static void notes_post(evcs_api_req_t *r, void *ud)
 	}
 }
 
-/* ---- GET /api/v1/example/notes ---------------------------------------------------------------- */
+/* ---- GET /api/v1/example/notes -------------------------------------------------------------- */
 static void listed_cb(int status, const evcs_db_result_t *res, size_t nres, const char *errmsg,
 		      void *ud)
 {
@@ -285,7 +285,7 @@ static void notes_get(evcs_api_req_t *r, void *ud)
 	}
 }
 
-/* ---- registration ------------------------------------------------------------------------------ */
+/* ---- registration --------------------------------------------------------------------------- */
 #define ERR_RESPONSE(code, text)                                                                   \
 	"\"" code "\":{\"description\":\"" text "\",\"content\":{\"application/json\":"             \
 	"{\"schema\":{\"$ref\":\"#/components/schemas/Error\"}}}}"

@@ -669,9 +669,9 @@ static void route_delete(evcs_api_req_t *r, void *ud)
 
 static const char openapi_create[] =
     "{\"summary\":\"Add a simulated pile to a station (charger simulator plugin ykcsim)\","
-    "\"description\":\"Minimum role: operator. Served by the ykcsim plugin (absent, 404, when it is "
-    "not loaded). Registers a pile row on the station for the caller's tenant (pile quota applies) "
-    "with a generated serial \\\"99\\\" + 12 digits and one connector per gun, then starts a "
+    "\"description\":\"Minimum role: operator. Served by the ykcsim plugin (absent, 404, when "
+    "it is not loaded). Registers a pile row on the station for the caller's tenant (pile quota "
+    "applies) with a generated serial \\\"99\\\" + 12 digits and one connector per gun, then starts a "
     "simulated YKC charger for it. The simulated pile logs in to the ykc listener like real "
     "hardware: use the normal pile commands (start, stop) and see its sessions. When the simulator "
     "cannot run the pile the row is deleted again.\","
@@ -705,8 +705,8 @@ static const char openapi_list[] =
 
 static const char openapi_delete[] =
     "{\"summary\":\"Stop a simulated pile\","
-    "\"description\":\"Minimum role: operator. Served by the ykcsim plugin (absent, 404, when it is "
-    "not loaded). The simulated charger disconnects (the pile goes offline); its pile row, "
+    "\"description\":\"Minimum role: operator. Served by the ykcsim plugin (absent, 404, when "
+    "it is not loaded). The simulated charger disconnects (the pile goes offline); its pile row, "
     "sessions and history stay (DELETE /api/v1/piles/{pile_id} removes the row). Another tenant's "
     "simulated pile answers 404.\","
     "\"parameters\":[{\"name\":\"serial\",\"in\":\"path\",\"required\":true,\"schema\":{\"type\":"
