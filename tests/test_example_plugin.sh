@@ -209,6 +209,8 @@ else
 fi
 out=$("$evcsd" --migrate -c "$conf" 2>&1) || die "evcsd --migrate failed: $out"
 check_eq "--migrate creates the example's table" "example_notes" "$(sqlq "SHOW TABLES LIKE 'example_notes'")"
+check_eq "--migrate records the example's version" "1 001_notes applied" \
+	"$(sqlq "SELECT CONCAT(version, ' ', name, ' ', status) FROM plugin_schema_version WHERE plugin = 'example'")"
 out2=$("$evcsd" --migrate -c "$conf" 2>&1) || fail "a second --migrate failed: $out2"
 ok "a second --migrate has nothing to do and succeeds"
 
