@@ -193,9 +193,4 @@ const char *api_plugin_openapi(evcs_core_t *core, size_t *len);
 /* Free the plugin route registry (evcs_api_free). */
 void api_plugin_free(evcs_core_t *core);
 
-/* ---- api_sim.c (simulated piles, plugin ykcsim) ---- */
-void api_op_sim_create(api_ctx_t *c);
-void api_op_sim_list(api_ctx_t *c);
-void api_op_sim_delete(api_ctx_t *c);
-
 #endif
