@@ -70,48 +70,6 @@ json_t *evcs_tariff_json(const evcs_tariff_pick_t *t)
 	return o;
 }
 
-static int jint(json_t *o, const char *k, int64_t *out)
-{
-	json_t *v = json_object_get(o, k);
-	if (!json_is_integer(v))
-		return -1;
-	*out = json_integer_value(v);
-	return 0;
-}
-
-int evcs_tariff_parse(json_t *o, evcs_tariff_pick_t *t)
-{
-	if (!json_is_object(o))
-		return -1;
-	memset(t, 0, sizeof *t);
-	json_t *mv = json_object_get(o, "model");
-	const char *model = json_is_string(mv) ? json_string_value(mv) : NULL;
-	json_t *sl = json_object_get(o, "slots");
-	if (!model || strlen(model) != 4 || !json_is_array(sl) || json_array_size(sl) != EVCS_SLOTS)
-		return -1;
-	snprintf(t->m.model, sizeof t->m.model, "%s", model);
-	char k[32];
-	for (int p = 0; p < EVCS_PERIODS; p++) {
-		snprintf(k, sizeof k, "%s_elec_rate", period_names[p]);
-		if (jint(o, k, &t->m.elec[p]) < 0 || t->m.elec[p] < 0)
-			return -1;
-		snprintf(k, sizeof k, "%s_service_rate", period_names[p]);
-		if (jint(o, k, &t->m.service[p]) < 0 || t->m.service[p] < 0)
-			return -1;
-	}
-	for (int i = 0; i < EVCS_SLOTS; i++) {
-		json_t *v = json_array_get(sl, (size_t)i);
-		if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 3)
-			return -1;
-		t->m.slots[i] = (uint8_t)json_integer_value(v);
-	}
-	int64_t id = 0;
-	t->id = jint(o, "tariff_id", &id) == 0 ? id : 0;
-	t->script = json_is_true(json_object_get(o, "script"));
-	t->found = 1;
-	return 0;
-}
-
 void evcs_tariff_resolve(evcs_core_t *core, int64_t tenant, const char *pile,
 			 const evcs_tariff_pick_t *assigned, const evcs_tariff_pick_t *active,
 			 evcs_tariff_pick_t *out)

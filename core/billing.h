@@ -46,9 +46,8 @@ int evcs_tariff_from_row(const evcs_db_result_t *r, size_t row, unsigned c0, evc
 void evcs_tariff_resolve(struct evcs_core *core, int64_t tenant, const char *pile,
 			 const evcs_tariff_pick_t *assigned, const evcs_tariff_pick_t *active,
 			 evcs_tariff_pick_t *out);
-/* The storage JSON of a pick (pile.login, tariff.for_pile results; session.create input). */
+/* The storage JSON of a pick (pile.login, tariff.for_pile results). */
 json_t *evcs_tariff_json(const evcs_tariff_pick_t *t);
-int evcs_tariff_parse(json_t *o, evcs_tariff_pick_t *t);
 /* The 13 parameters that fill the snapshot columns of charging_sessions, in the order
  * SESSION_TARIFF_SET names them (NULLs when !t->found). */
 #define SESSION_TARIFF_SET                                                                       \

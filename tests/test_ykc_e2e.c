@@ -492,6 +492,42 @@ static int suite_clean(void)
 
 /* ---- the scenario ------------------------------------------------------------------------- */
 
+/* An installation upgraded from before ABI 2 has its 0x3B records in the core's old
+ * transaction_records table; the plugin's migration 002 adopts them into ykc_records with the
+ * digest the plugin computes (SHA-256 of the body). Simulated here: the database is taken back
+ * to ykc schema 1, a pre-ABI-2 row is written the old way, and `evcsd --migrate` runs again. */
+static void test_legacy_records_adopted(void)
+{
+	const char *trade = "32010600019236010101010000000001";
+	const char *raw = "6832010600019236010101010000000001";
+	CU_ASSERT_EQUAL_FATAL(sql("DELETE FROM plugin_schema_version WHERE plugin = 'ykc' AND version = 2"), 0);
+	CU_ASSERT_EQUAL_FATAL(
+	    sql("INSERT INTO transaction_records (tenant_id, pile_id, trade_no, gun_no, sharp_price, "
+		"sharp_kwh, sharp_loss_kwh, sharp_amount, peak_price, peak_kwh, peak_loss_kwh, peak_amount, "
+		"flat_price, flat_kwh, flat_loss_kwh, flat_amount, valley_price, valley_kwh, "
+		"valley_loss_kwh, valley_amount, meter_start_kwh, meter_stop_kwh, total_kwh, "
+		"total_loss_kwh, total_amount, trade_flag, stop_reason, raw_hex, peer) VALUES (%lld, %lld, "
+		"'%s', 1, 200000, 0, 0, 0, 180000, 0, 0, 0, 130000, 100000, 100100, 1300000, 75000, 0, 0, 0, "
+		"0, 100000, 100000, 100100, 1300000, 2, 64, '%s', '10.0.0.1:5')",
+		(long long)tenant_id, (long long)pile_a_id, trade, raw),
+	    0);
+	char q[1024];
+	snprintf(q, sizeof q, "EVCS_SCHEMA_DIR=" EVCS_TOP_SRCDIR "/schema " TEST_EVCSD " --migrate -c %s >/dev/null",
+		 conf_path);
+	CU_ASSERT_EQUAL_FATAL(system(q), 0);
+	CU_ASSERT_EQUAL(qint("SELECT COUNT(*) FROM plugin_schema_version WHERE plugin = 'ykc' AND "
+			     "version = 2 AND name = '002_legacy_records' AND status = 'applied'"), 1);
+	CU_ASSERT_EQUAL(qint("SELECT COUNT(*) FROM ykc_records WHERE tenant_id = %lld AND pile_id = %lld "
+			     "AND trade_no = '%s' AND raw_hex = '%s' AND digest = LOWER(SHA2(UNHEX('%s'), 256)) "
+			     "AND flat_price = 130000 AND flat_loss_kwh = 100100 AND flat_pile_amount = 1300000 "
+			     "AND trade_flag = 2 AND stop_reason = 64 AND peer = '10.0.0.1:5'",
+			     (long long)tenant_id, (long long)pile_a_id, trade, raw, raw), 1);
+	/* idempotent: running it again adopts nothing twice */
+	CU_ASSERT_EQUAL(sql("DELETE FROM plugin_schema_version WHERE plugin = 'ykc' AND version = 2"), 0);
+	CU_ASSERT_EQUAL_FATAL(system(q), 0);
+	CU_ASSERT_EQUAL(qint("SELECT COUNT(*) FROM ykc_records WHERE trade_no = '%s'", trade), 1);
+}
+
 static void test_login_accepted(void)
 {
 	CU_ASSERT_FATAL(ykc_pile_connect(&pa, port15, PILE_A, EVCS_YKC_CRC_LE, pump, NULL) == 0);
@@ -2096,6 +2132,7 @@ static void register_tests(void)
 	EVCS_ADD(s, test_parallel_pile_start);
 	EVCS_ADD(s, test_parallel_remote_start);
 	EVCS_ADD(s, test_parallel_on_v15_not_served);
+	EVCS_ADD(s, test_legacy_records_adopted);
 	EVCS_ADD(s, test_encrypted_frame_dropped);
 	EVCS_ADD(s, test_fault_frames_stored);
 	EVCS_ADD(s, test_half_open_pile_times_out);

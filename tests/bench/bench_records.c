@@ -17,8 +17,9 @@
  *             with other closes ready at the same time), and the plugin answers the TCP line
  *             only after COMMIT. The N sessions are opened first (untimed), as a pile opens a
  *             session when charging starts, so the core holds their tariff snapshots;
- *   offline   N closes of sessions the core never saw open (each read back first);
- *   txn.record the ABI 1 JSON storage call as before ABI 2 (offline session + record + bill).
+ *   offline   N closes of sessions the core never saw open (each read back first).
+ * (Before ABI 2 the record went through the JSON storage call txn.record, removed in 2.0: its
+ * figures are in RESULTS.md.)
  * Every close must come back ok, not duplicate, no mismatch, and the row counts must equal N,
  * else exit status 1 (no RESULT line then).
  * Output: human-readable lines, then one "RESULT key=value ..." line the script parses.
@@ -164,83 +165,12 @@ static void base_submit(void)
 	}
 }
 
-/* ---- measured: the txn.record storage operation -------------------------------------------- */
-
 /* Fixed per-record energy: 10 kWh flat + 5 kWh valley, the pile's bill equal to the tariff's
  * plain rates (flat 0.70+0.60, valley 0.35+0.40 yuan/kWh), so no mismatch alarm is written. */
 #define FLAT_KWH 100000
 #define VALLEY_KWH 50000
 #define FLAT_AMOUNT 1300000
 #define VALLEY_AMOUNT 375000
-
-static void rec_submit(void);
-
-static void rec_done(int status, const char *result_json, void *ud)
-{
-	long i = (long)(intptr_t)ud;
-	lat_sum += now_s() - t_submit[i];
-	in_flight--;
-	n_done++;
-	json_t *r = result_json ? json_loads(result_json, 0, NULL) : NULL;
-	int ok = status == EVCS_OK && r && json_is_true(json_object_get(r, "stored")) &&
-		 json_is_false(json_object_get(r, "duplicate")) &&
-		 json_is_false(json_object_get(r, "mismatch"));
-	if (!ok && n_failed++ < 5)
-		fprintf(stderr, "txn.record %ld: status %d result %s\n", i, status,
-			result_json ? result_json : "(none)");
-	json_decref(r);
-	rec_submit();
-}
-
-static void rec_submit(void)
-{
-	while (in_flight < k_max && next_i < n_total) {
-		long i = next_i++;
-		int gun = (int)(i % 2) + 1;
-		char trade[33], raw[72];
-		trade_no(trade, gun, i);
-		snprintf(raw, sizeof raw, "68%s00", trade);
-		long long end_ms = (epoch_s - 60) * 1000 + i, start_ms = end_ms - 3600 * 1000LL;
-		long long meter0 = (long long)i * (FLAT_KWH + VALLEY_KWH);
-		json_t *rec = json_pack(
-		    "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,"
-		    "s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s,s:s}",
-		    "start_ms", start_ms, "end_ms", end_ms, "trade_time_ms", end_ms + 500,
-		    "sharp_price", (json_int_t)200000, "sharp_kwh", (json_int_t)0,
-		    "sharp_loss_kwh", (json_int_t)0, "sharp_amount", (json_int_t)0,
-		    "peak_price", (json_int_t)180000, "peak_kwh", (json_int_t)0,
-		    "peak_loss_kwh", (json_int_t)0, "peak_amount", (json_int_t)0,
-		    "flat_price", (json_int_t)130000, "flat_kwh", (json_int_t)FLAT_KWH,
-		    "flat_loss_kwh", (json_int_t)0, "flat_amount", (json_int_t)FLAT_AMOUNT,
-		    "valley_price", (json_int_t)75000, "valley_kwh", (json_int_t)VALLEY_KWH,
-		    "valley_loss_kwh", (json_int_t)0, "valley_amount", (json_int_t)VALLEY_AMOUNT,
-		    "meter_start_kwh", meter0, "meter_stop_kwh", meter0 + FLAT_KWH + VALLEY_KWH,
-		    "total_kwh", (json_int_t)(FLAT_KWH + VALLEY_KWH), "total_loss_kwh", (json_int_t)0,
-		    "total_amount", (json_int_t)(FLAT_AMOUNT + VALLEY_AMOUNT),
-		    "trade_flag", (json_int_t)1, "stop_reason", (json_int_t)64,
-		    "vin", "LSVAU2180N2183294", "physical_card", "00000000D14B0A54");
-		json_t *args = rec ? json_pack("{s:I,s:I,s:i,s:s,s:s,s:o,s:s,s:s,s:s}", "tenant_id",
-					       (json_int_t)tenant_id, "pile_id", (json_int_t)pile_id,
-					       "gun", gun, "trade_no", trade, "pile", PILE, "record",
-					       rec, "raw_hex", raw, "stop_reason_text", "normal",
-					       "peer", "127.0.0.1:1")
-				   : NULL;
-		char *js = args ? json_dumps(args, JSON_COMPACT) : NULL;
-		json_decref(args);
-		t_submit[i] = now_s();
-		int st = js ? evcs_store_call(core.store, "bench", "txn.record", js, rec_done,
-					      (void *)(intptr_t)i)
-			    : EVCS_ENOMEM;
-		free(js);
-		if (st != EVCS_OK) {
-			fprintf(stderr, "txn.record submit %ld: status %d\n", i, st);
-			n_failed++;
-			n_done++;
-			continue;
-		}
-		in_flight++;
-	}
-}
 
 /* ---- measured: session closes through the tp_proto plugin (ABI 2) ------------------------- */
 
@@ -628,10 +558,6 @@ int main(int argc, char **argv)
 	long off_failed = n_failed;
 	double off_lat = lat_sum / (double)n_total;
 
-	double t_rec = run_phase(rec_submit);
-	long rec_failed = n_failed;
-	double rec_lat = lat_sum / (double)n_total;
-
 	long long n_base = qint("SELECT COUNT(*) FROM bench_rows");
 	long long n_closed = qint("SELECT COUNT(*) FROM charging_sessions s JOIN piles p ON p.id = s.pile_id "
 				  "WHERE p.serial = '" NPILE "' AND s.state = 'finished' AND s.trade_no LIKE 'n_-%%' "
@@ -639,10 +565,9 @@ int main(int argc, char **argv)
 	long long n_off = qint("SELECT COUNT(*) FROM charging_sessions s JOIN piles p ON p.id = s.pile_id "
 			       "WHERE p.serial = '" NPILE "' AND s.state = 'finished' AND s.trade_no LIKE 'off-%%'");
 	long long n_evid = qint("SELECT COUNT(*) FROM tp_proto_evidence");
-	long long n_rec = qint("SELECT COUNT(*) FROM transaction_records");
 	double base_rate = median(base_rates, ROUNDS), close_rate = median(close_rates, ROUNDS);
 	double ratio = median(ratios, ROUNDS);
-	double off_rate = (double)n_total / t_off, rec_rate = (double)n_total / t_rec;
+	double off_rate = (double)n_total / t_off;
 	printf("N %ld, K %ld, db pool 4\n", n_total, k_max);
 	printf("baseline (median of %d): %.0f rows/s (mean latency %.3f ms, rows %lld, failed %ld)\n",
 	       ROUNDS, base_rate, base_lat * 1e3, n_base, base_failed);
@@ -655,25 +580,18 @@ int main(int argc, char **argv)
 	printf("session_close, never opened: %.0f records/s (%.3f s, mean latency %.3f ms, finished "
 	       "%lld, failed %ld)\n",
 	       off_rate, t_off, off_lat * 1e3, n_off, off_failed);
-	printf("txn.record (ABI 1 JSON): %.0f records/s (%.3f s, mean latency %.3f ms, records %lld, "
-	       "failed %ld)\n",
-	       rec_rate, t_rec, rec_lat * 1e3, n_rec, rec_failed);
-	printf("ratio close/baseline (median of the rounds' ratios): %.3f, never opened/baseline %.3f, "
-	       "txn.record/baseline %.3f\n",
-	       ratio, off_rate / base_rate, rec_rate / base_rate);
-	if (base_failed || open_failed || close_failed || off_failed || rec_failed || n_base != ROUNDS * n_total ||
-	    n_closed != ROUNDS * n_total || n_off != n_total || n_evid != (ROUNDS + 1) * n_total ||
-	    n_rec != n_total) {
+	printf("ratio close/baseline (median of the rounds' ratios): %.3f, never opened/baseline %.3f\n",
+	       ratio, off_rate / base_rate);
+	if (base_failed || open_failed || close_failed || off_failed || n_base != ROUNDS * n_total ||
+	    n_closed != ROUNDS * n_total || n_off != n_total || n_evid != (ROUNDS + 1) * n_total) {
 		fprintf(stderr, "bench_records: FAILED (failures or row counts differ from N)\n");
 		goto out;
 	}
 	printf("RESULT server=%s n=%ld k=%ld pool=4 baseline_rows_per_s=%.0f records_per_s=%.0f "
-	       "ratio=%.3f offline_per_s=%.0f offline_ratio=%.3f txn_record_per_s=%.0f "
-	       "txn_record_ratio=%.3f baseline_latency_ms=%.3f record_latency_ms=%.3f "
-	       "offline_latency_ms=%.3f txn_record_latency_ms=%.3f\n",
+	       "ratio=%.3f offline_per_s=%.0f offline_ratio=%.3f baseline_latency_ms=%.3f "
+	       "record_latency_ms=%.3f offline_latency_ms=%.3f\n",
 	       mysql_get_server_info(my), n_total, k_max, base_rate, close_rate, ratio,
-	       off_rate, off_rate / base_rate, rec_rate, rec_rate / base_rate, base_lat * 1e3,
-	       close_lat * 1e3, off_lat * 1e3, rec_lat * 1e3);
+	       off_rate, off_rate / base_rate, base_lat * 1e3, close_lat * 1e3, off_lat * 1e3);
 	rc = 0;
 out:
 	if (sev)

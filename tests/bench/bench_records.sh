@@ -9,7 +9,7 @@
 # protocol plugin over TCP -> api->session_close -> priced by the tenant's tariff script ->
 # session + bill + the plugin's evidence row committed -> answered), and its ratio to plain
 # single-row INSERTs of a record-sized row through the same data layer, same run; also closes of
-# sessions the core never saw open, and the ABI 1 txn.record JSON call for comparison.
+# sessions the core never saw open.
 #
 # Environment: N (records, default 5000), K (calls in flight, default 64).
 set -eu
@@ -40,8 +40,7 @@ out=$dir/bench.out
 line=$(grep '^RESULT ' "$out") || { echo "bench_records.sh: no RESULT line" >&2; exit 1; }
 
 # RESULT server=.. n=.. k=.. pool=.. baseline_rows_per_s=.. records_per_s=.. ratio=.. offline_per_s=..
-# offline_ratio=.. txn_record_per_s=.. txn_record_ratio=.. baseline_latency_ms=.. record_latency_ms=..
-# offline_latency_ms=.. txn_record_latency_ms=..
+# offline_ratio=.. baseline_latency_ms=.. record_latency_ms=.. offline_latency_ms=..
 val() { echo "$line" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 {
 	echo
@@ -54,6 +53,5 @@ val() { echo "$line" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 	echo "| baseline: single-row INSERT (CHAR(32) key + 20 BIGINT) via evcs_db_query_platform | $(val baseline_rows_per_s) rows | $(val baseline_latency_ms) | 1.00 |"
 	echo "| session_close via the tp_proto plugin over TCP, opened sessions (priced by the tenant script; session + bill + evidence, group commit; answered after COMMIT) | $(val records_per_s) records | $(val record_latency_ms) | $(val ratio) |"
 	echo "| session_close of sessions the core never saw open (read back first) | $(val offline_per_s) records | $(val offline_latency_ms) | $(val offline_ratio) |"
-	echo "| txn.record via evcs_store_call (ABI 1 JSON: session + record + bill, one transaction each) | $(val txn_record_per_s) records | $(val txn_record_latency_ms) | $(val txn_record_ratio) |"
 } >>"$RESULTS"
 echo "appended to $RESULTS"
