@@ -58,6 +58,8 @@ static void state_free(struct sess_state *st)
 	}
 	if (st->flush_ev)
 		event_free(st->flush_ev);
+	if (st->window_ev)
+		event_free(st->window_ev);
 	free(st);
 }
 
@@ -80,7 +82,8 @@ struct sess_state *sess_state_of(evcs_core_t *core)
 	st->core = core;
 	st->open = evcs_strmap_new();
 	st->flush_ev = event_new(core->base, -1, 0, sess_flush_cb, st);
-	if (!st->open || !st->flush_ev) {
+	st->window_ev = evtimer_new(core->base, sess_window_cb, st);
+	if (!st->open || !st->flush_ev || !st->window_ev) {
 		state_free(st);
 		return NULL;
 	}

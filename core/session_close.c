@@ -372,16 +372,23 @@ static size_t group_rows(struct sop **v, size_t n, evcs_db_txn_t *t)
 	for (size_t c = 0; c < ncols; c++)
 		L += (size_t)snprintf(sql + L, cap - L, ", %s", close_cols[c]);
 	L += (size_t)snprintf(sql + L, cap - L, ") VALUES ");
+	/* one row's placeholders, written once and copied for every row */
+	char tuple[512];
+	size_t tl = (size_t)snprintf(tuple, sizeof tuple, ", (?, ?, ?, ?, ?, ?, ?, ?");
+	for (size_t c = 0; c < ncols; c++)
+		tl += (size_t)snprintf(tuple + tl, sizeof tuple - tl, ", %s",
+				       !strcmp(close_cols[c], "stop_reason_text") ? "LEFT(?, 128)"
+				       : !strcmp(close_cols[c], "close_source")   ? "LEFT(?, 32)"
+										  : "?");
+	tl += (size_t)snprintf(tuple + tl, sizeof tuple - tl, ")");
 	size_t k = 0;
 	for (size_t i = 0; i < n; i++) {
 		struct sop *o = v[i];
-		L += (size_t)snprintf(sql + L, cap - L, "%s(?, ?, ?, ?, ?, ?, ?, ?", i ? ", " : "");
-		for (size_t c = 0; c < ncols; c++)
-			L += (size_t)snprintf(sql + L, cap - L, ", %s",
-					      !strcmp(close_cols[c], "stop_reason_text") ? "LEFT(?, 128)"
-					      : !strcmp(close_cols[c], "close_source")   ? "LEFT(?, 32)"
-											 : "?");
-		L += (size_t)snprintf(sql + L, cap - L, ")");
+		if (L + tl >= cap)
+			break; /* cannot happen: cap allows SHARED_NPARAMS * 3 + 40 bytes a row */
+		memcpy(sql + L, i ? tuple : tuple + 2, i ? tl : tl - 2);
+		L += i ? tl : tl - 2;
+		sql[L] = 0;
 		int64_t kwh[4];
 		for (int q = 0; q < 4; q++)
 			kwh[q] = o->c.period[q].kwh;
@@ -512,6 +519,16 @@ void sess_flush_cb(evutil_socket_t fd, short what, void *ud)
 	(void)what;
 	struct sess_state *st = ud;
 	while (st->nready && st->groups_in_flight < write_slots(st)) {
+		if (st->groups_in_flight > 0 && st->nready < GROUP_WINDOW_MIN && !st->window_over &&
+		    !st->closing && !st->ready_head->solo) {
+			/* another group is writing: give a few more closes the chance to join these
+			 * (bounded by GROUP_WINDOW_US, or that group's COMMIT, which flushes again) */
+			if (!evtimer_pending(st->window_ev, NULL)) {
+				struct timeval tv = {0, GROUP_WINDOW_US};
+				evtimer_add(st->window_ev, &tv);
+			}
+			break;
+		}
 		evcs_db_txn_t *t = evcs_db_txn_new(st->core->db);
 		if (!t)
 			break;
@@ -565,6 +582,14 @@ void sess_flush_cb(evutil_socket_t fd, short what, void *ud)
 		}
 		st->groups_in_flight++;
 	}
+}
+
+void sess_window_cb(evutil_socket_t fd, short what, void *ud)
+{
+	struct sess_state *st = ud;
+	st->window_over = 1;
+	sess_flush_cb(fd, what, st);
+	st->window_over = 0;
 }
 
 static void ready_push(struct sop *o)

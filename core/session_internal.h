@@ -20,6 +20,10 @@
 
 #define COMP "session"
 #define GROUP_MAX 64         /* closes per group transaction */
+/* group-commit window: while another group is in flight, fewer than GROUP_WINDOW_MIN ready
+ * closes wait up to GROUP_WINDOW_US (or that group's COMMIT) for more to join them */
+#define GROUP_WINDOW_MIN 8
+#define GROUP_WINDOW_US 1000
 #define OPEN_CACHE_MAX 200000 /* open sessions kept in memory (beyond: read back at close) */
 #define READINGS_MAX 96       /* meter readings kept per open session (decimated beyond) */
 
@@ -40,6 +44,8 @@ struct sess_state {
 	evcs_strmap_t *open; /* "pile_id:trade_no" -> struct open_sess */
 	evcs_db_batch_t *samples;
 	struct event *flush_ev;
+	struct event *window_ev; /* the group-commit window's timer */
+	int window_over;         /* it fired: flush what is ready */
 	struct sop *ready_head, *ready_tail; /* closes waiting for a write slot */
 	size_t nready;
 	int groups_in_flight;
@@ -131,6 +137,7 @@ static inline int valid_start_mode(const char *m)
 }
 
 void sess_flush_cb(evutil_socket_t fd, short what, void *ud);
+void sess_window_cb(evutil_socket_t fd, short what, void *ud);
 
 /* the pile's station, identity, assigned tariff and the gun's connector (a plain consistent
  * read: the writes then take no shared locks on the connector row); values: gun, pile id */

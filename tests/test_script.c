@@ -7,6 +7,7 @@
 #include "script.h"
 #include "testutil.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -349,6 +350,27 @@ static void test_quote_samples_midnight_json(void)
 	CU_ASSERT_PTR_NOT_NULL_FATAL(bj);
 	CU_ASSERT_PTR_NOT_NULL(strstr(bj, "\"total_yuan\": \"25.25000\""));
 	CU_ASSERT_PTR_NOT_NULL(strstr(bj, "\"period\": \"valley\""));
+	/* the compact form (written without jansson, what sessions store) is byte for byte what
+	 * json_dumps gives for the same document: plain labels, then labels that need escaping
+	 * (quote, backslash, control, non-ASCII: the jansson fallback), negative amounts */
+	for (int round = 0; round < 2; round++) {
+		json_t *doc = json_loads(bj, 0, NULL);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(doc);
+		char *want = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		char *got = evcs_bill_to_json_compact(&b);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(got);
+		CU_ASSERT_STRING_EQUAL(got, want);
+		free(want);
+		free(got);
+		json_decref(doc);
+		free(bj);
+		snprintf(b.items[0].label, sizeof b.items[0].label, "a \"q\" \\ \t \xe5\xb3\xb0");
+		b.items[1].amount = -1234567;
+		b.items[1].period = -1;
+		b.total = -5;
+		bj = evcs_bill_to_json(&b);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(bj);
+	}
 	free(bj);
 	evcs_session_clear(&s);
 	/* malformed sessions are refused with a reason */

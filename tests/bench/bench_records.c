@@ -44,6 +44,15 @@
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
+#if defined(__has_include)
+#if __has_include(<valgrind/callgrind.h>)
+/* under `valgrind --tool=callgrind --collect-atstart=no` only the timed close phases count */
+#include <valgrind/callgrind.h>
+#endif
+#endif
+#ifndef CALLGRIND_TOGGLE_COLLECT
+#define CALLGRIND_TOGGLE_COLLECT
+#endif
 
 #ifndef EVCS_TOP_SRCDIR
 #define EVCS_TOP_SRCDIR "."
@@ -313,6 +322,27 @@ static double cpu_s(void)
 	       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
+/* CPU seconds of the database server (EVCS_BENCH_SERVER_PID, set by bench_records.sh), or -1 */
+static double server_cpu_s(void)
+{
+	const char *pid = env("EVCS_BENCH_SERVER_PID");
+	char path[64], buf[1024];
+	if (!pid)
+		return -1;
+	snprintf(path, sizeof path, "/proc/%s/stat", pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return -1;
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	const char *c = strrchr(buf, ')'); /* fields after the command name */
+	unsigned long long ut = 0, stt = 0;
+	if (!c || sscanf(c + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &stt) != 2)
+		return -1;
+	return (double)(ut + stt) / (double)sysconf(_SC_CLK_TCK);
+}
+
 static int cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -528,10 +558,14 @@ int main(int argc, char **argv)
 	enum { ROUNDS = 5 };
 	double base_rates[ROUNDS], close_rates[ROUNDS], ratios[ROUNDS];
 	double base_lat = 0, close_lat = 0, t_open = 0, close_cpu_us = 0;
+	double base_srv_us = 0, close_srv_us = 0; /* database server CPU per row / per close */
 	long base_failed = 0, open_failed = 0, close_failed = 0;
 	for (int r = 0; r < ROUNDS; r++) {
 		base_offset = (long)r * n_total;
+		double s0 = server_cpu_s();
 		double tb = run_phase(base_submit);
+		double s1 = server_cpu_s();
+		base_srv_us += (s1 - s0) * 1e6 / (double)n_total / ROUNDS;
 		base_failed += n_failed;
 		base_lat += lat_sum / (double)n_total / ROUNDS;
 		/* the sessions of the close phase are opened first, as piles open them when
@@ -541,9 +575,12 @@ int main(int argc, char **argv)
 		t_open += run_phase(neutral_phase_submit);
 		open_failed += n_failed;
 		want_open = 0;
-		double c0 = cpu_s();
+		double c0 = cpu_s(), s2 = server_cpu_s();
+		CALLGRIND_TOGGLE_COLLECT;
 		double tc = run_phase(neutral_phase_submit);
+		CALLGRIND_TOGGLE_COLLECT;
 		close_cpu_us += (cpu_s() - c0) * 1e6 / (double)n_total / ROUNDS;
+		close_srv_us += (server_cpu_s() - s2) * 1e6 / (double)n_total / ROUNDS;
 		close_failed += n_failed;
 		close_lat += lat_sum / (double)n_total / ROUNDS;
 		base_rates[r] = (double)n_total / tb;
@@ -577,6 +614,9 @@ int main(int argc, char **argv)
 	       "finished %lld, failed %ld)\n",
 	       ROUNDS, close_rate, close_lat * 1e3, n_closed, close_failed);
 	printf("core + plugin + client CPU per close (this process): %.1f us\n", close_cpu_us);
+	if (server_cpu_s() >= 0)
+		printf("database server CPU: %.1f us per baseline row, %.1f us per close\n", base_srv_us,
+		       close_srv_us);
 	printf("session_close, never opened: %.0f records/s (%.3f s, mean latency %.3f ms, finished "
 	       "%lld, failed %ld)\n",
 	       off_rate, t_off, off_lat * 1e3, n_off, off_failed);

@@ -35,6 +35,9 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 eval "$("$top/tests/mariadb.sh" start "$dir")"
+# the server's CPU per baseline row and per close (read from /proc by bench_records)
+EVCS_BENCH_SERVER_PID=$(cat "$dir/mysqld.pid" 2>/dev/null || true)
+export EVCS_BENCH_SERVER_PID
 out=$dir/bench.out
 "$prog" "$N" "$K" | tee "$out"
 line=$(grep '^RESULT ' "$out") || { echo "bench_records.sh: no RESULT line" >&2; exit 1; }
