@@ -3,7 +3,7 @@
  *
  *   # comment                    whole-line comments only (values may hold '#')
  *   [core]                       section
- *   [plugin ykc]                 section with an argument (the plugin name)
+ *   [plugin NAME]                section with an argument (the plugin name)
  *   key = value                  value runs to end of line, trimmed; "quoted" keeps spaces
  *
  * Errors name the file and line: "evcsd.conf:12: unknown key 'lgo_level' in [core]".
@@ -24,7 +24,7 @@ typedef struct evcs_conf_kv {
 
 typedef struct evcs_conf_section {
 	char *name; /* "core", "plugin" */
-	char *arg;  /* "ykc" for [plugin ykc], else NULL */
+	char *arg;  /* NAME for [plugin NAME], else NULL */
 	int line;
 	evcs_conf_kv_t *kv;
 	size_t nkv;

@@ -2,7 +2,7 @@
  * evcsctl.c: the admin command line. It talks to a running daemon's HTTP API
  * (health, metrics, tenants, piles, sessions, commands), works offline on files
  * (config check, tenant scripts), and hands any other subcommand to the plugin
- * that declares it (e.g. `evcsctl ykc decode`), so the core CLI knows no protocol.
+ * that declares it (`evcsctl NAME ...`), so the core CLI knows no protocol.
  *
  * Exit status: 0 success, 1 the operation failed (HTTP error, bad file), 2 usage.
  */
@@ -40,7 +40,7 @@ static void usage(FILE *f)
 		"  script check|quote|slots ...   work on a tenant Lua script (see `evcsctl script --help`)\n"
 		"  plugins                        list plugins and the subcommands they add\n\n"
 		"Plugin subcommands (found in the plugin directory, $EVCS_PLUGIN_DIR):\n"
-		"  ykc decode|split ...           YKC frame tools (from the ykc plugin)\n\n"
+		"  NAME ARGS...                   a subcommand a plugin adds (listed by `evcsctl plugins`)\n\n"
 		"Every command takes --help.\n");
 }
 
@@ -167,7 +167,7 @@ static int cmd_piles(int argc, char **argv)
 {
 	if (argc < 2 || wants_help(argc, argv)) {
 		printf("Usage: evcsctl piles list\n       evcsctl piles show SERIAL\n"
-		       "       evcsctl piles register SERIAL STATION_ID [ykc-1.5|ykc-1.6]\n"
+		       "       evcsctl piles register SERIAL STATION_ID [PROTOCOL]\n"
 		       "       evcsctl piles unclaimed\n");
 		return argc < 2 ? 2 : 0;
 	}
@@ -181,9 +181,10 @@ static int cmd_piles(int argc, char **argv)
 		return http_exit(http_call("GET", path, NULL, 1));
 	}
 	if (!strcmp(argv[1], "register") && argc >= 4) {
-		json_t *o = json_pack("{s:s, s:I, s:s}", "serial", argv[2], "station_id",
-				      (json_int_t)atoll(argv[3]), "protocol",
-				      argc >= 5 ? argv[4] : "ykc-1.6");
+		json_t *o = json_pack("{s:s, s:I}", "serial", argv[2], "station_id",
+				      (json_int_t)atoll(argv[3]));
+		if (argc >= 5) /* else the API's default protocol applies */
+			json_object_set_new(o, "protocol", json_string(argv[4]));
 		char *s = json_dumps(o, JSON_COMPACT);
 		json_decref(o);
 		long st = http_call("POST", "/api/v1/piles", s, 1);

@@ -1,6 +1,6 @@
 /*
  * log.h: the core's logger. One line per call, greppable:
- *   2026-11-24T09:50:00.123Z info  [ykc] tenant=3 pile=32010600019236 login accepted
+ *   2026-11-24T09:50:00.123Z info  [proto] tenant=3 pile=CP-0001 login accepted
  * Target is stderr (journald adds its own timestamp, so stderr lines keep ours for
  * plain terminals) or syslog. Thread-safe: a line is written with one write(2)
  * (stderr) or one syslog(3) call. Lines over EVCS_LOG_LINE_MAX are truncated.

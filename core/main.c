@@ -27,7 +27,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: evcsd [OPTIONS]\n"
-		"EV charging operator server (YKC chargers, tariffs, CEC interconnect).\n\n"
+		"EV charging operator server (chargers, tariffs, interconnect through plugins).\n\n"
 		"  -c, --config FILE   configuration file (default %s/evcsd.conf)\n"
 		"  -f, --foreground    stay in the foreground (use under systemd)\n"
 		"      --check-config  parse the configuration, probe the plugins, and exit\n"

@@ -443,6 +443,12 @@ static void test_plugin_refusals(void)
 					  "[plugin testplug]\nfile = tp_good.so\n", err, sizeof err), 0);
 	CU_ASSERT_EQUAL(core.nplugins, 1);
 	evcs_core_free(&core);
+	/* a plugin built for ABI 1.0 still loads on this 2.x core */
+	CU_ASSERT_EQUAL(start_with(&core, "[plugin testplug]\nfile = tp_abi1.so\n", err, sizeof err), 0);
+	CU_ASSERT_EQUAL(core.nplugins, 1);
+	if (core.nplugins == 1)
+		CU_ASSERT_EQUAL(core.plugins[0]->info->abi_major, 1);
+	evcs_core_free(&core);
 	/* disabled plugins are not loaded */
 	CU_ASSERT_EQUAL(start_with(&core, "[plugin testplug]\nfile = tp_good.so\nenabled = no\n", err, sizeof err), 0);
 	CU_ASSERT_EQUAL(core.nplugins, 0);
@@ -454,6 +460,7 @@ static void test_plugin_refusals(void)
 	void *dl;
 	CU_ASSERT_EQUAL(evcs_plugin_probe(TEST_PLUGIN_DIR, "x", "tp_wrong_abi.so", path, sizeof path, &info, &dl, err, sizeof err), EVCS_ENOTSUP);
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "built for plugin ABI 99."));
+	CU_ASSERT_PTR_NOT_NULL(strstr(err, "loads plugins of ABI 1 to 2"));
 	CU_ASSERT_EQUAL(evcs_plugin_probe(TEST_PLUGIN_DIR, "x", "tp_no_symbol.so", path, sizeof path, &info, &dl, err, sizeof err), EVCS_EINVAL);
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, "has no evcs_plugin_entry symbol"));
 	CU_ASSERT_EQUAL(evcs_plugin_probe(TEST_PLUGIN_DIR, "x", "nosuch.so", path, sizeof path, &info, &dl, err, sizeof err), EVCS_ENOENT);

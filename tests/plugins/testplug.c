@@ -3,6 +3,8 @@
  *   TP_GOOD       loads, registers a listener, a route, a metric and a bus
  *                 subscription, claims pile 99000000000001 and answers commands
  *   TP_WRONG_ABI  declares ABI major 99
+ *   TP_ABI1       declares ABI 1.0, as a plugin built against the 1.0 header does (the 1.0
+ *                 descriptor and API table are the prefix of 2.0's, so it must still load)
  *   TP_FAIL_INIT  init returns an error
  *   TP_NO_SYMBOL  exports no entry point
  * It uses only <evcs/plugin.h>, like a third-party plugin.
@@ -127,12 +129,16 @@ static int tp_cli(int argc, char **argv)
 
 static const evcs_plugin_info_t info = {
     .size = sizeof info,
-#ifdef TP_WRONG_ABI
+#if defined TP_WRONG_ABI
     .abi_major = 99,
+    .abi_minor = EVCS_ABI_MINOR,
+#elif defined TP_ABI1
+    .abi_major = 1,
+    .abi_minor = 0,
 #else
     .abi_major = EVCS_ABI_MAJOR,
-#endif
     .abi_minor = EVCS_ABI_MINOR,
+#endif
     .name = "testplug",
     .version = "1.2.3",
     .description = "test plugin",

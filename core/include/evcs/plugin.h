@@ -185,7 +185,7 @@ typedef struct evcs_listen_opts {
 typedef void (*evcs_http_handler)(evcs_http_req_t *req, void *ud);
 
 /* ---- commands to piles -------------------------------------------------
- * A command travels from the requester (operator API, CEC, Lua...) to the
+ * A command travels from the requester (operator API, a partner plugin, Lua...) to the
  * plugin that owns the pile (it claimed it with api->pile_claim). The owner's
  * handler gets an evcs_cmd_t and answers with api->command_reply, at once or
  * later; the core enforces the timeout and calls the requester's done
@@ -369,8 +369,8 @@ typedef struct evcs_api_route {
  * evidence row, answers the plugin (which may then acknowledge the pile), and
  * publishes EVCS_EV_TRANSACTION_CLOSED and EVCS_EV_SESSION_STOPPED itself.
  * Identities are text of any length up to EVCS_ID_MAX: pile identities and
- * trade numbers are whatever the protocol uses (YKC: 14 and 32 hex digits,
- * OCPP: charge box id and transaction id).
+ * trade numbers are whatever the protocol uses (14 and 32 hex digits for one
+ * Chinese protocol, a charge box id and a transaction id for OCPP).
  * Structs start with their size; the core reads only fields inside it. */
 #define EVCS_ID_MAX 64
 
@@ -420,7 +420,7 @@ typedef struct evcs_session_open {
 	const char *start_mode;  /* "app", "card", "offline_card", "vin", "operator", "partner" */
 	int64_t driver_id, card_id, operator_user_id, partner_id; /* 0 = none */
 	const char *id_token;    /* card number or VIN presented, or NULL */
-	const char *partner_seq; /* a partner's own order id (CEC StartChargeSeq), or NULL */
+	const char *partner_seq; /* a partner platform's own order id, or NULL */
 	int64_t requested_ms;    /* 0 = now */
 	void *reserved[4];
 } evcs_session_open_t;
