@@ -68,7 +68,7 @@ typedef struct cec_live_gun {
 } cec_live_gun_t;
 
 typedef struct cec_sess {
-	int64_t tenant_id, session_id;
+	int64_t tenant_id;
 	cec_partner_rt_t *partner;
 	char seq[CEC_SEQ_LEN + 1];
 	char connector_id[CEC_ID_MAX + 1];
@@ -110,6 +110,7 @@ typedef struct cec_ctx {
 	bool put_busy;
 	int64_t send_due_ms;
 	evcs_metric_t *m_req, *m_err, *m_push_ok, *m_push_fail, *m_outbox;
+	struct cec_call *calls; /* storage.c: operations in flight */
 } cec_ctx_t;
 
 
@@ -191,6 +192,18 @@ int cec_sess_conn_status(cec_ctx_t *c, const cec_sess_t *s);
 /* Per-period details of a stored session row. */
 size_t cec_row_details(json_t *row, cec_charge_detail_t d[4], int64_t start, int64_t end);
 int cec_stop_reason_code(json_t *row);
+
+/* storage.c */
+/* Run the storage operation `op` ("cec.partner.list", ...; README.md) with JSON arguments;
+ * done(status, result JSON, ud) runs later on the loop, never inside this call. Non-zero: not
+ * started (unknown op, no memory), done is not called. */
+int cec_store(cec_ctx_t *c, const char *op, const char *args_json, evcs_store_done done, void *ud);
+/* Forget the operations in flight (cleanup): their callbacks are never called. */
+void cec_store_free(cec_ctx_t *c);
+
+/* partner_api.c */
+/* Register the operator-API routes /api/v1/partners... (ABI 2 api_route). */
+int cec_partner_api_init(cec_ctx_t *c);
 
 /* notify.c */
 /* Subscribe to the bus events that become pushes. */

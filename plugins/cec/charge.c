@@ -131,9 +131,6 @@ static void open_done(int status, const char *result, void *ud)
 		cec_rq_reply(r, CEC_RET_BUSY, "cannot record the session, retry later", NULL);
 		return;
 	}
-	json_t *j = json_loads(result, 0, NULL);
-	int64_t sid = json_integer_value(json_object_get(j, "id"));
-	json_decref(j);
 	cec_sess_t *s = calloc(1, sizeof *s);
 	struct cmd_ctx *cc = calloc(1, sizeof *cc);
 	if (!s || !cc) {
@@ -143,7 +140,6 @@ static void open_done(int status, const char *result, void *ud)
 		return;
 	}
 	s->tenant_id = r->pt->tenant_id;
-	s->session_id = sid;
 	s->partner = r->pt;
 	snprintf(s->seq, sizeof s->seq, "%s", r->biz.seq);
 	snprintf(s->connector_id, sizeof s->connector_id, "%s", r->biz.connector_id);
@@ -159,10 +155,13 @@ static void open_done(int status, const char *result, void *ud)
 	cc->c = c;
 	cc->partner_id = r->pt->id;
 	snprintf(cc->seq, sizeof cc->seq, "%s", s->seq);
+	/* The pile's owner opens the session with this partner_id and partner_seq: that is how the
+	 * stored session is found again (cec.session.get, the charge order). */
 	char args[256];
 	snprintf(args, sizeof args,
-		 "{\"trade_no\":\"%s\",\"mode\":\"partner\",\"session_id\":%lld,\"partner_seq\":\"%s\"}", s->trade_no,
-		 (long long)sid, s->seq);
+		 "{\"trade_no\":\"%s\",\"mode\":\"partner\",\"start_mode\":\"partner\",\"partner_id\":%lld,"
+		 "\"partner_seq\":\"%s\"}",
+		 s->trade_no, (long long)s->partner->id, s->seq);
 	evcs_command_t cmd = {.size = sizeof cmd, .tenant_id = s->tenant_id, .pile = s->serial, .gun = s->gun,
 			      .name = "start", .args_json = args};
 	cec_rq_reply(r, 0, "", evcs_cec_start_charge_reply(&s->partner->profile, &r->biz, CEC_SEQ_STARTING, 0));
@@ -225,7 +224,7 @@ void cec_serve_start_charge(rq_t *r)
 			      "trade_no", r->trade_no);
 	char *s = a ? json_dumps(a, JSON_COMPACT) : NULL;
 	json_decref(a);
-	if (!s || c->api->store(c->p, "cec.session.open", s, open_done, r) != EVCS_OK) {
+	if (!s || cec_store(c, "cec.session.open", s, open_done, r) != EVCS_OK) {
 		free(s);
 		cec_rq_reply(r, CEC_RET_BUSY, "cannot record the session, retry later", NULL);
 		return;
@@ -367,7 +366,7 @@ void cec_serve_charge_status(rq_t *r)
 			      (json_int_t)r->pt->id, "partner_seq", r->biz.seq);
 	char *js_ = a ? json_dumps(a, JSON_COMPACT) : NULL;
 	json_decref(a);
-	if (!js_ || c->api->store(c->p, "cec.session.get", js_, charge_status_done, r) != EVCS_OK)
+	if (!js_ || cec_store(c, "cec.session.get", js_, charge_status_done, r) != EVCS_OK)
 		cec_rq_reply(r, CEC_RET_BUSY, "session store unavailable", NULL);
 	free(js_);
 }

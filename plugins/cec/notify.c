@@ -243,7 +243,7 @@ static int on_transaction_closed(const evcs_event_t *ev, void *ud)
 	}
 	char *s = json_dumps(a, JSON_COMPACT);
 	json_decref(a);
-	if (!s || c->api->store(c->p, "cec.session.get", s, order_done, oc) != EVCS_OK)
+	if (!s || cec_store(c, "cec.session.get", s, order_done, oc) != EVCS_OK)
 		free(oc);
 	free(s);
 	return EVCS_OK;
@@ -316,7 +316,7 @@ void cec_check_tick(void *ud)
 		char a[160];
 		snprintf(a, sizeof a, "{\"tenant_id\":%lld,\"partner_id\":%lld,\"start_ms\":%lld,\"end_ms\":%lld}",
 			 (long long)pt->tenant_id, (long long)pt->id, (long long)start * 1000, (long long)end * 1000);
-		if (c->api->store(c->p, "cec.orders", a, orders_done, k) != EVCS_OK)
+		if (cec_store(c, "cec.orders", a, orders_done, k) != EVCS_OK)
 			free(k);
 	}
 }

@@ -10,8 +10,9 @@
  * (partner_file, then the stored rows), their tenants' catalogs and the outbox, and owns the
  * plugin's lifecycle.
  *
- * Contract: uses only <evcs/plugin.h> (storage through the cec.* store ops of
- * core/store_cec.c). Loop thread only. Every request is answered with a CEC envelope and
+ * Contract: uses only <evcs/plugin.h>, ABI 2: its own tables (schema/, applied by `evcsd
+ * --migrate`) through the data layer (storage.c), its operator routes /api/v1/partners...
+ * through api_route (partner_api.c). Loop thread only. Every request is answered with a CEC envelope and
  * HTTP 200, Ret per §2.3 in the §4 check order; bad input never yields 500. Partners and the
  * station catalog are cached in memory and refreshed every refresh_interval seconds; gun
  * status follows EVCS_EV_GUN_STATUS live.
@@ -116,7 +117,7 @@ static void partners_done(int status, const char *result, void *ud)
 		char a[64];
 		snprintf(a, sizeof a, "{\"tenant_id\":%lld}", (long long)t->tenant_id);
 		t->loading = true;
-		if (c->api->store(c->p, "cec.catalog", a, catalog_done, k) != EVCS_OK) {
+		if (cec_store(c, "cec.catalog", a, catalog_done, k) != EVCS_OK) {
 			t->loading = false;
 			free(k);
 		}
@@ -124,7 +125,7 @@ static void partners_done(int status, const char *result, void *ud)
 	maybe_ready(c);
 }
 
-static void load_partners(cec_ctx_t *c) { c->api->store(c->p, "cec.partner.list", "{}", partners_done, c); }
+static void load_partners(cec_ctx_t *c) { cec_store(c, "cec.partner.list", "{}", partners_done, c); }
 
 struct file_ctx {
 	cec_ctx_t *c;
@@ -188,7 +189,7 @@ static int load_partner_file(cec_ctx_t *c, const char *path)
 		char *s = json_dumps(args, JSON_COMPACT);
 		json_decref(args);
 		f->left++;
-		if (!s || c->api->store(c->p, "cec.partner.put", s, file_put_done, f) != EVCS_OK) {
+		if (!s || cec_store(c, "cec.partner.put", s, file_put_done, f) != EVCS_OK) {
 			f->left--;
 			CEC_LOG(c, EVCS_LOG_ERR, 0, "partner_file %s: entry %zu not stored", path, i);
 		}
@@ -275,8 +276,12 @@ static int cec_start(cec_ctx_t *c);
 
 static int cec_init(evcs_plugin_t *p, const evcs_api_t *api)
 {
-	if (!EVCS_API_HAS(api, status_name))
+	/* ABI 2: our tables through the data layer, our operator routes through api_route. */
+	if (!EVCS_API_HAS(api, db_query) || !EVCS_API_HAS(api, api_route)) {
+		if (EVCS_API_HAS(api, log))
+			api->log(p, EVCS_LOG_ERR, 0, NULL, "needs a core with plugin ABI 2 (data layer and operator routes)");
 		return EVCS_ENOTSUP;
+	}
 	cec_ctx_t *c = calloc(1, sizeof *c);
 	if (!c)
 		return EVCS_ENOMEM;
@@ -311,6 +316,9 @@ static int cec_start(cec_ctx_t *c)
 	c->m_push_fail = api->metric_new(p, "evcs_cec_push_failures_total", "CEC push attempts that failed",
 					 EVCS_METRIC_COUNTER);
 	c->m_outbox = api->metric_new(p, "evcs_cec_outbox_queued", "CEC pushes not yet acknowledged", EVCS_METRIC_GAUGE);
+	r = cec_partner_api_init(c);
+	if (r != EVCS_OK)
+		return r;
 	r = api->http_route(p, "POST", c->prefix, cec_http_handler, c);
 	if (r != EVCS_OK) {
 		CEC_LOG(c, EVCS_LOG_ERR, 0, "cannot route %s: %s", c->prefix, api->status_name(r));
@@ -338,6 +346,7 @@ static void ctx_free(cec_ctx_t *c)
 		if (timers[i])
 			api->timer_del(timers[i]);
 	cec_outbox_free(c);
+	cec_store_free(c);
 	cec_http_free(c->http);
 	while (c->partners) {
 		cec_partner_rt_t *pt = c->partners;
@@ -380,6 +389,8 @@ static void cec_cleanup(evcs_plugin_t *p)
 
 static void cec_reload(evcs_plugin_t *p) { (void)p; }
 
+extern const evcs_migration_t cec_migrations[];
+
 const evcs_plugin_info_t cec_info = {
     .size = sizeof(evcs_plugin_info_t),
     .abi_major = EVCS_ABI_MAJOR,
@@ -390,6 +401,11 @@ const evcs_plugin_info_t cec_info = {
     .init = cec_init,
     .cleanup = cec_cleanup,
     .reload = cec_reload,
+    /* schema/NNN_*.sql, compiled in by plugin.am (evcs-embed-sql) */
+    .migrations = cec_migrations,
+    /* installation-wide reads: every tenant's active partners at start-up and the undelivered
+     * outbox rows at restart (storage.c); everything else is tenant-scoped */
+    .flags = EVCS_PLUGIN_F_PLATFORM_DB,
 };
 
 EVCS_PLUGIN_DECLARE(cec_info)

@@ -240,7 +240,7 @@ static void serve_station_stats(rq_t *r)
 	snprintf(a, sizeof a, "{\"tenant_id\":%lld,\"station_id\":%lld,\"start_ms\":%lld,\"end_ms\":%lld}",
 		 (long long)r->pt->tenant_id, sid, (long long)r->stats.start_epoch * 1000,
 		 (long long)r->stats.end_epoch * 1000);
-	if (c->api->store(c->p, "cec.stats", a, stats_done, r) != EVCS_OK)
+	if (cec_store(c, "cec.stats", a, stats_done, r) != EVCS_OK)
 		cec_rq_reply(r, CEC_RET_BUSY, "statistics unavailable", NULL);
 }
 
