@@ -21,6 +21,13 @@ struct evcs_plugin;
 
 void evcs_plugin_db_fill(evcs_api_t *a);
 void evcs_plugin_db_drop_owner(struct evcs_core *core, struct evcs_plugin *p);
+/* Before a plugin's init (plugin.c): 0 when it has no migrations or its applied schema version
+ * equals its highest migration; otherwise the reason is logged and init must not run (the
+ * plugin counts as failed). Blocking: start-up only. */
+int evcs_plugin_db_check_schema(struct evcs_core *core, struct evcs_plugin *p);
+/* The descriptor's ABI 2 fields, 0/NULL for ABI 1 descriptors or ones too short to hold them. */
+uintptr_t evcs_plugin_info_flags(const evcs_plugin_info_t *info);
+const evcs_migration_t *evcs_plugin_info_migrations(const evcs_plugin_info_t *info);
 
 void evcs_api_plugin_fill(evcs_api_t *a);
 void evcs_api_plugin_drop_owner(struct evcs_core *core, struct evcs_plugin *p);

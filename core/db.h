@@ -13,7 +13,7 @@
  * Workers wake the loop through a pipe, so the base needs no evthread locking (the daemon's
  * evthread_use_pthreads() does no harm). Do not call evcs_db_close() from inside a db callback.
  *
- * Tenant isolation lives in one function (job_add in db.c): a tenant-scoped statement
+ * Tenant isolation lives in one function (job_add in db_job.c): a tenant-scoped statement
  * (evcs_db_query, evcs_db_txn_add) must contain at least one marker `tenant_id = ?` (any
  * qualifier such as `s.tenant_id = ?`, backticks and spacing allowed; not <=, !=, <=>). The layer
  * binds the tenant id at every marker and the caller's values fill the remaining placeholders in
@@ -112,6 +112,16 @@ int evcs_db_txn_add_platform(evcs_db_txn_t *t, const char *sql, const evcs_db_pa
 int evcs_db_txn_submit(evcs_db_txn_t *t, unsigned flags, evcs_db_cb cb, void *ud);
 void evcs_db_txn_free(evcs_db_txn_t *t); /* abandon without submitting */
 
+/* Internal (plugin_db.c): who opened a transaction. A plugin's transaction is the data layer's
+ * own evcs_db_txn_t (core code such as the operator API's audit helper appends to it with
+ * evcs_db_txn_add); the owner (an opaque pointer, never dereferenced here) and its rights
+ * (EVCS_PLUGIN_F_* flags) travel inside it so the plugin API can check installation-wide adds.
+ * Core code's transactions have owner NULL. evcs_db_txn_poison makes the next submit fail with
+ * status (the first poison wins). */
+void evcs_db_txn_set_owner(evcs_db_txn_t *t, const void *owner, unsigned owner_flags);
+const void *evcs_db_txn_owner(const evcs_db_txn_t *t, unsigned *owner_flags);
+void evcs_db_txn_poison(evcs_db_txn_t *t, int status);
+
 /* ---- batching (meter samples, last-seen updates) --------------------------------
  * Rows accumulate on the loop and are written as one multi-row statement
  *   <head> VALUES (?,..,?),(?,..,?)... <tail>
@@ -171,7 +181,7 @@ void evcs_db_stats(evcs_db_t *db, evcs_db_stats_t *out);
  * as one multi-statement batch (schema/README.md gives the rules) and recorded in
  * schema_version. A file that fails leaves its version marked 'applying': later runs and the
  * check refuse to continue until an operator repairs the database and deletes that row. */
-#define EVCS_DB_SCHEMA_VERSION 7 /* highest migration this build's SQL is written against */
+#define EVCS_DB_SCHEMA_VERSION 8 /* highest migration this build's SQL is written against */
 
 /* Apply every file newer than the database. from and to (may be NULL) get the version before and
  * after. 0 on success (also when nothing was to do); EVCS_ENOTSUP if the database is newer than
@@ -188,6 +198,33 @@ int evcs_db_schema_check(const evcs_db_config_t *cfg, const char *schema_dir, in
 /* Highest NNN in schema_dir, 0 if none, EVCS_EINVAL if the directory is unreadable or the
  * numbering has gaps or duplicates. */
 int evcs_db_schema_files_version(const char *schema_dir, char *err, size_t errlen);
+
+/* ---- plugin migrations (blocking; start-up only; db_plugin_migrate.c) ----------------------
+ * A plugin's schema is the array of evcs_migration_t in its descriptor (versions 1..N in order,
+ * ended by {0}), recorded per plugin in plugin_schema_version (schema/008). `plugin` is the
+ * descriptor's name; every table a migration creates, alters, drops, renames to or truncates
+ * (also CREATE INDEX/TRIGGER ... ON, views and sequences) must be named `<plugin>_...`;
+ * RENAME TABLE [IF EXISTS] old TO <plugin>_new accepts any old name. */
+
+/* Check the array without a database: contiguous versions from 1, names and SQL present, no
+ * DELIMITER, table prefixes. Returns N (0 for NULL or empty) or EVCS_EINVAL with err set. */
+int evcs_db_plugin_migrations_valid(const char *plugin, const evcs_migration_t *migs, char *err,
+				    size_t errlen);
+/* Apply the plugin's migrations newer than its applied version, each marked 'applying' before
+ * and 'applied' after (same safety rule and lock as evcs_db_migrate). Return codes as there:
+ * 0 (also when current), EVCS_ENOTSUP database newer than the plugin, EVCS_EINVAL bad array or
+ * an unfinished migration, EVCS_EUNAVAIL, EVCS_ERR on SQL failure (err names the migration and
+ * the statement). */
+int evcs_db_migrate_plugin(const evcs_db_config_t *cfg, const char *plugin,
+			   const evcs_migration_t *migs, int *from, int *to, char *err,
+			   size_t errlen);
+/* Start-up check: 0 when the applied version equals the plugin's highest; EVCS_EINVAL when it is
+ * missing or older ("plugin X: schema version A, plugin needs B: run `evcsd --migrate`") or a
+ * migration is unfinished; EVCS_ENOTSUP when the database is newer (the plugin is older than
+ * its data); EVCS_EUNAVAIL when unreachable. err always gets a sentence. */
+int evcs_db_plugin_schema_check(const evcs_db_config_t *cfg, const char *plugin,
+				const evcs_migration_t *migs, int *db_version, int *code_version,
+				char *err, size_t errlen);
 
 /* Internal (db.c, migrate.c): a configured, connected blocking handle (utf8mb4, UTC session,
  * strict SQL mode) or NULL with err set. multi != 0 enables CLIENT_MULTI_STATEMENTS, which only

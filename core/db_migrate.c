@@ -10,6 +10,7 @@
  * Concurrent runners are serialised with GET_LOCK('evcs_migrate').
  */
 #include "db.h"
+#include "db_internal.h"
 #include "log.h"
 
 #include <dirent.h>
@@ -145,7 +146,7 @@ static int read_file(const char *path, char **buf, size_t *len, char *err, size_
 	return 0;
 }
 
-static void sha256_hex(const char *data, size_t len, char out[65])
+void evcs_dbm_sha256_hex(const char *data, size_t len, char out[65])
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0;
@@ -156,7 +157,7 @@ static void sha256_hex(const char *data, size_t len, char out[65])
 }
 
 /* A line starting with DELIMITER (case-insensitive, after blanks) is a client directive. */
-static int has_delimiter_directive(const char *s)
+int evcs_dbm_has_delimiter(const char *s)
 {
 	const char *p = s;
 	while (*p) {
@@ -172,14 +173,14 @@ static int has_delimiter_directive(const char *s)
 	return 0;
 }
 
-static int64_t now_ms(void)
+int64_t evcs_dbm_now_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int exec_simple(MYSQL *m, const char *sql, char *err, size_t errlen)
+int evcs_dbm_exec(MYSQL *m, const char *sql, char *err, size_t errlen)
 {
 	if (mysql_query(m, sql) != 0) {
 		snprintf(err, errlen, "%s (SQL: %.80s)", mysql_error(m), sql);
@@ -195,7 +196,7 @@ static int exec_simple(MYSQL *m, const char *sql, char *err, size_t errlen)
 }
 
 /* One integer from a single-row, single-column query; *out = -1 when the value is NULL. */
-static int query_int(MYSQL *m, const char *sql, long long *out, char *err, size_t errlen)
+int evcs_dbm_query_int(MYSQL *m, const char *sql, long long *out, char *err, size_t errlen)
 {
 	if (mysql_query(m, sql) != 0) {
 		snprintf(err, errlen, "%s (SQL: %.80s)", mysql_error(m), sql);
@@ -233,7 +234,7 @@ static const char create_version_table[] =
 static int db_version(MYSQL *m, int *applied, int *applying, char *err, size_t errlen)
 {
 	long long v;
-	int rc = query_int(m,
+	int rc = evcs_dbm_query_int(m,
 			   "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()"
 			   " AND TABLE_NAME = 'schema_version'",
 			   &v, err, errlen);
@@ -242,11 +243,11 @@ static int db_version(MYSQL *m, int *applied, int *applying, char *err, size_t e
 	*applied = *applying = 0;
 	if (v <= 0)
 		return 0;
-	if ((rc = query_int(m, "SELECT MAX(version) FROM schema_version WHERE state = 'applied'", &v,
+	if ((rc = evcs_dbm_query_int(m, "SELECT MAX(version) FROM schema_version WHERE state = 'applied'", &v,
 			    err, errlen)))
 		return rc;
 	*applied = v < 0 ? 0 : (int)v;
-	if ((rc = query_int(m, "SELECT MIN(version) FROM schema_version WHERE state = 'applying'", &v,
+	if ((rc = evcs_dbm_query_int(m, "SELECT MIN(version) FROM schema_version WHERE state = 'applying'", &v,
 			    err, errlen)))
 		return rc;
 	*applying = v < 0 ? 0 : (int)v;
@@ -254,7 +255,7 @@ static int db_version(MYSQL *m, int *applied, int *applying, char *err, size_t e
 }
 
 /* Sends one file and walks every result; on error reports which statement (1-based) failed. */
-static int apply_file(MYSQL *m, const char *fname, const char *sql, size_t len, char *err,
+int evcs_dbm_apply(MYSQL *m, const char *fname, const char *sql, size_t len, char *err,
 		      size_t errlen)
 {
 	int idx = 1;
@@ -316,14 +317,14 @@ int evcs_db_migrate(const evcs_db_config_t *cfg, const char *schema_dir, int *fr
 	}
 	long long locked = 0;
 	int applied = 0, applying = 0;
-	rc = query_int(m, "SELECT GET_LOCK('evcs_migrate', 60)", &locked, err, errlen);
+	rc = evcs_dbm_query_int(m, "SELECT GET_LOCK('evcs_migrate', 60)", &locked, err, errlen);
 	if (rc == 0 && locked != 1) {
 		snprintf(err, errlen, "another migration holds the lock evcs_migrate");
 		rc = EVCS_EBUSY;
 	}
 	if (rc)
 		goto out;
-	if ((rc = exec_simple(m, create_version_table, err, errlen)))
+	if ((rc = evcs_dbm_exec(m, create_version_table, err, errlen)))
 		goto out_unlock;
 	if ((rc = db_version(m, &applied, &applying, err, errlen)))
 		goto out_unlock;
@@ -354,20 +355,20 @@ int evcs_db_migrate(const evcs_db_config_t *cfg, const char *schema_dir, int *fr
 		snprintf(path, sizeof path, "%s/%s", schema_dir, files[i].name);
 		if ((rc = read_file(path, &body, &blen, err, errlen)))
 			goto out_unlock;
-		sha256_hex(body, blen, sum);
+		evcs_dbm_sha256_hex(body, blen, sum);
 		if (files[i].version <= applied) {
 			/* Applied files must not change; say so loudly but do not refuse. */
 			snprintf(sql, sizeof sql, "SELECT checksum = '%s' FROM schema_version WHERE version = %d",
 				 sum, files[i].version);
 			long long same = 1;
-			if (query_int(m, sql, &same, err, errlen) == 0 && same == 0)
+			if (evcs_dbm_query_int(m, sql, &same, err, errlen) == 0 && same == 0)
 				evcs_warn("db", "migration %s changed after it was applied (checksum differs)",
 					  files[i].name);
 			err[0] = '\0';
 			free(body);
 			continue;
 		}
-		if (has_delimiter_directive(body)) {
+		if (evcs_dbm_has_delimiter(body)) {
 			snprintf(err, errlen, "%s: DELIMITER is a client command; write plain statements", path);
 			free(body);
 			rc = EVCS_EINVAL;
@@ -376,13 +377,13 @@ int evcs_db_migrate(const evcs_db_config_t *cfg, const char *schema_dir, int *fr
 		snprintf(sql, sizeof sql,
 			 "INSERT INTO schema_version (version, name, checksum, state, started_ms) "
 			 "VALUES (%d, '%s', '%s', 'applying', %lld)",
-			 files[i].version, files[i].name, sum, (long long)now_ms());
-		if ((rc = exec_simple(m, sql, err, errlen))) {
+			 files[i].version, files[i].name, sum, (long long)evcs_dbm_now_ms());
+		if ((rc = evcs_dbm_exec(m, sql, err, errlen))) {
 			free(body);
 			goto out_unlock;
 		}
 		evcs_notice("db", "applying migration %s", files[i].name);
-		rc = apply_file(m, files[i].name, body, blen, err, errlen);
+		rc = evcs_dbm_apply(m, files[i].name, body, blen, err, errlen);
 		free(body);
 		if (rc) {
 			evcs_err("db", "migration failed: %s", err);
@@ -393,8 +394,8 @@ int evcs_db_migrate(const evcs_db_config_t *cfg, const char *schema_dir, int *fr
 		}
 		snprintf(sql, sizeof sql,
 			 "UPDATE schema_version SET state = 'applied', applied_ms = %lld WHERE version = %d",
-			 (long long)now_ms(), files[i].version);
-		if ((rc = exec_simple(m, sql, err, errlen)))
+			 (long long)evcs_dbm_now_ms(), files[i].version);
+		if ((rc = evcs_dbm_exec(m, sql, err, errlen)))
 			goto out_unlock;
 		applied = files[i].version;
 		if (to)

@@ -4,6 +4,8 @@
 #include "autoconfig.h"
 #include "config.h"
 #include "core.h"
+#include "abi2.h"
+#include "db.h"
 #include "log.h"
 
 #include <event2/event.h>
@@ -31,7 +33,8 @@ static void usage(FILE *f)
 		"  -c, --config FILE   configuration file (default %s/evcsd.conf)\n"
 		"  -f, --foreground    stay in the foreground (use under systemd)\n"
 		"      --check-config  parse the configuration, probe the plugins, and exit\n"
-		"      --migrate       apply pending database schema migrations and exit\n"
+		"      --migrate       apply pending database schema migrations (the core's, then\n"
+		"                      each configured plugin's) and exit\n"
 		"  -V, --version       print the version and plugin ABI, and exit\n"
 		"  -h, --help          this help\n\n"
 		"Signals: SIGTERM/SIGINT drain and stop; SIGHUP reloads configuration and scripts.\n",
@@ -93,6 +96,18 @@ static int check_config(const char *path)
 		}
 		printf("plugin %s %s (ABI %u.%u): %s\n", s->arg, info->version, info->abi_major,
 		       info->abi_minor, p);
+		/* its own schema: numbering and table prefixes (the database is not contacted) */
+		const evcs_migration_t *migs = evcs_plugin_info_migrations(info);
+		int n = evcs_db_plugin_migrations_valid(info->name, migs, err, sizeof err);
+		if (n < 0) {
+			fprintf(stderr, "%s:%d: %s\n", path, s->line, err);
+			bad = 1;
+		} else if (n > 0) {
+			printf("plugin %s: %d schema migration(s)%s\n", s->arg, n,
+			       evcs_conf_section(c, "database", NULL) ? "" : ", but no [database] section");
+			if (!evcs_conf_section(c, "database", NULL))
+				bad = 1;
+		}
 		dlclose(dl);
 	}
 	evcs_conf_free(c);

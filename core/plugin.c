@@ -402,10 +402,13 @@ int evcs_plugins_load(evcs_core_t *core)
 		if (strcmp(info->name, name) != 0)
 			evcs_warn("plugin", "section [plugin %s] loads %s, which calls itself '%s'", name,
 				  path, info->name);
-		int ir = info->init(p, &core->api);
+		/* its own tables must be current before init (counts as a failed init) */
+		int schema_ok = evcs_plugin_db_check_schema(core, p) == EVCS_OK;
+		int ir = schema_ok ? info->init(p, &core->api) : EVCS_EINVAL;
 		if (ir != EVCS_OK) {
 			evcs_log(required ? EVCS_LOG_ERR : EVCS_LOG_WARNING, "plugin", 0, NULL,
-				 "plugin %s %s: init failed (%s)%s", name, info->version,
+				 "plugin %s %s: %s (%s)%s", name, info->version,
+				 schema_ok ? "init failed" : "not started, schema mismatch",
 				 evcs_status_str(ir),
 				 required ? "; required, stopping" : "; optional, unloaded");
 			plugin_detach(core, p);

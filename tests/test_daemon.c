@@ -221,7 +221,7 @@ static void test_cli_flags(void)
 	char out[8192], args[512];
 	CU_ASSERT_EQUAL(run("--version", out, sizeof out), 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "evcsd 0."));
-	CU_ASSERT_PTR_NOT_NULL(strstr(out, "plugin ABI 1."));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "plugin ABI 2."));
 	CU_ASSERT_EQUAL(run("--help", out, sizeof out), 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "--check-config"));
 	CU_ASSERT_EQUAL(run("--bogus", out, sizeof out), 2);
@@ -230,7 +230,7 @@ static void test_cli_flags(void)
 	snprintf(args, sizeof args, "--check-config -c %s", conf);
 	CU_ASSERT_EQUAL(run(args, out, sizeof out), 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "configuration OK"));
-	CU_ASSERT_PTR_NOT_NULL(strstr(out, "plugin testplug 1.2.3 (ABI 1.0)"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "plugin testplug 1.2.3 (ABI 2.0)"));
 
 	write_conf("x", "[plugin other]\nfile = tp_wrong_abi.so\n");
 	CU_ASSERT_EQUAL(run(args, out, sizeof out), 1);

@@ -298,7 +298,9 @@ typedef struct evcs_db_txn evcs_db_txn_t;
  * applied version differs from its highest one is not started: the log says
  * which versions and that `evcsd --migrate` applies them (or, when the database
  * is newer, that the plugin is older than its data). Tables it creates must be
- * named `<plugin name>_...`; the runner refuses others. */
+ * named `<descriptor name>_...`; the runner refuses others (RENAME TABLE IF EXISTS
+ * old TO <name>_new may adopt a legacy table). The version row is keyed by the
+ * descriptor's name. A plugin with migrations needs a [database]. */
 typedef struct evcs_migration {
 	uint32_t version;
 	const char *name; /* "001_partners": for logs and the version table */
@@ -592,7 +594,8 @@ typedef struct evcs_api {
 				 size_t nparams, unsigned flags, evcs_db_cb cb, void *ud);
 	/* Transactions: statements run in order in one transaction; the first failure rolls back
 	 * all and is the job's status. EVCS_DB_REFID(k) binds statement k's insert id. An add
-	 * that fails poisons the txn (submit then fails with that status). NULL: no database. */
+	 * that fails poisons the txn (submit then fails with that status). NULL: no database
+	 * (adds and submits on a NULL txn return EVCS_EUNAVAIL). */
 	evcs_db_txn_t *(*db_txn_new)(evcs_plugin_t *p);
 	int (*db_txn_add)(evcs_db_txn_t *t, int64_t tenant_id, const char *sql,
 			  const evcs_db_param_t *params, size_t nparams, unsigned stmt_flags);
