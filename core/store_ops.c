@@ -924,7 +924,7 @@ static void op_session_create(evcs_store_t *s, evcs_store_call_t *call, json_t *
 	    "physical_card = ?, vin = LEFT(?, 17), operator_user_id = ?, partner_id = ?, partner_seq = ?, "
 	    "tariff_id = ?, bill = ?, requested_ms = ? "
 	    /* the row may exist already: a retry, or an order recorded 'pending' by its requester
-	     * (a CEC partner's start) that the protocol plugin now sends; that one moves on to
+	     * that the protocol plugin now sends; that one moves on to
 	     * starting and takes the tariff it starts under */
 	    "ON DUPLICATE KEY UPDATE id = LAST_INSERT_ID(id), "
 	    "state = IF(state = 'pending', 'starting', state), "
