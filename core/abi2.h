@@ -39,6 +39,9 @@ void evcs_services_free(struct evcs_core *core);
 
 void evcs_session_fill(evcs_api_t *a);
 void evcs_session_drop_owner(struct evcs_core *core, struct evcs_plugin *p);
+/* Flush the meter batch and queued closes (daemon shutdown, after the plugins unloaded and
+ * before evcs_db_close, which runs their last callbacks). */
+void evcs_session_free(struct evcs_core *core);
 
 void evcs_tz_fill(evcs_api_t *a);
 

@@ -35,9 +35,10 @@ static const api_route_t routes[] = {
     {"GET", "/api/v1/openapi.json", 0, AR_PUBLIC, openapi_get, NULL},
     {"GET", "/api/v1/me", RO, AR_TENANT_OPT, api_op_me, NULL},
     {"GET", "/api/v1/tenants", PA, AR_PLATFORM, api_crud_list, &api_res_tenants},
-    {"POST", "/api/v1/tenants", PA, AR_PLATFORM, api_crud_create, &api_res_tenants},
+    {"POST", "/api/v1/tenants", PA, AR_PLATFORM, api_op_tenant_create, &api_res_tenants},
     {"GET", "/api/v1/tenants/{tenant_id}", PA, AR_PLATFORM, api_crud_get, &api_res_tenants},
-    {"PATCH", "/api/v1/tenants/{tenant_id}", PA, AR_PLATFORM, api_crud_update, &api_res_tenants},
+    {"PATCH", "/api/v1/tenants/{tenant_id}", PA, AR_PLATFORM, api_op_tenant_update,
+     &api_res_tenants},
     {"GET", "/api/v1/tokens", TA, 0, api_crud_list, &api_res_tokens},
     {"POST", "/api/v1/tokens", TA, AR_TENANT_OPT, api_op_token_create, NULL},
     {"DELETE", "/api/v1/tokens/{token_id}", TA, 0, api_op_token_revoke, NULL},
@@ -699,9 +700,6 @@ int evcs_api_init(evcs_core_t *core)
 		return -1;
 	}
 	a->cmd_timeout_ms = (unsigned)to;
-	const char *tz = core->timezone ? core->timezone : "Asia/Shanghai";
-	/* the figures are for China; UTC for tests and odd setups */
-	a->tz_offset_min = (!strcmp(tz, "UTC") || !strcmp(tz, "Etc/UTC")) ? 0 : 480;
 	const char *bt = evcs_conf_get(core->conf, "api", "bootstrap_token", NULL);
 	if (bt && *bt) {
 		if (strlen(bt) < 16) {

@@ -84,7 +84,6 @@ typedef struct api_state {
 	evcs_core_t *core;
 	char *bootstrap;
 	unsigned cmd_timeout_ms;
-	int tz_offset_min;
 	api_ctx_t *ctxs;
 } api_state_t;
 
@@ -170,6 +169,9 @@ void api_op_script_put(api_ctx_t *c);
 void api_op_token_create(api_ctx_t *c);
 void api_op_token_revoke(api_ctx_t *c);
 void api_op_dashboard(api_ctx_t *c);
+/* api_tenant.c: tenants create/update = the generic handlers after checking "timezone" */
+void api_op_tenant_create(api_ctx_t *c);
+void api_op_tenant_update(api_ctx_t *c);
 
 /* ---- api_sim.c (simulated piles, plugin ykcsim) ---- */
 void api_op_sim_create(api_ctx_t *c);

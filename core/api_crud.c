@@ -8,6 +8,7 @@
  * answers with the row as stored (read back inside that transaction).
  */
 #include "api.h"
+#include "tz.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -74,7 +75,7 @@ const api_resource_t api_res_stations = {
 
 static const api_field_t pile_f[] = {
     {"id", FT_INT, FF_RO, NULL, 0, 0, NULL, NULL},
-    {"serial", FT_STR, FF_REQ | FF_FIXED | FF_FILTER, NULL, 14, 14, HEXU, NULL},
+    {"serial", FT_STR, FF_REQ | FF_FIXED | FF_FILTER, NULL, 1, EVCS_ID_MAX, NULL, NULL},
     {"station_id", FT_INT, FF_NULL | FF_FILTER, NULL, 1, INT64_MAX, NULL, NULL},
     {"name", FT_STR, 0, NULL, 0, 64, "", NULL},
     {"protocol", FT_STR, FF_FILTER, NULL, 1, 16, "abcdefghijklmnopqrstuvwxyz0123456789_", NULL},
@@ -98,7 +99,7 @@ static const api_field_t pile_f[] = {
 const api_resource_t api_res_piles = {
     "pile", "piles", "piles t LEFT JOIN pile_presence pp ON pp.pile_id = t.id", "t", "pile_id",
     pile_f, N(pile_f), NULL,
-    "fk_piles_station=station_id;fk_piles_tariff=tariff_id;ck_piles_serial=serial;"
+    "fk_piles_station=station_id;fk_piles_tariff=tariff_id;"
     "uk_piles_serial=serial",
     "updated_ms", 0, 0};
 
@@ -168,7 +169,7 @@ static const api_field_t session_f[] = {
     ROI("id"), ROIF("station_id"), ROIF("pile_id"),
     {"pile_serial", FT_STR, FF_RO, "p.serial", 0, 0, NULL, NULL},
     ROI("connector_id"), ROI("gun_no"),
-    {"trade_no", FT_STR, FF_RO | FF_FILTER, NULL, 32, 32, HEXU, NULL},
+    {"trade_no", FT_STR, FF_RO | FF_FILTER, NULL, 1, EVCS_ID_MAX, NULL, NULL},
     {"state", FT_ENUM, FF_RO | FF_FILTER, NULL, 0, 0,
      "pending|starting|charging|stopping|finished|failed|abnormal", NULL},
     {"start_mode", FT_ENUM, FF_RO | FF_FILTER, NULL, 0, 0,
@@ -225,6 +226,9 @@ static const api_field_t tenant_f[] = {
     {"plan", FT_STR, FF_FILTER, NULL, 1, 32, "", NULL},
     {"max_piles", FT_INT, 0, NULL, 0, 100000000, NULL, NULL},
     {"settings", FT_JSON, 0, NULL, 0, 0, NULL, "object"},
+    /* an IANA zone name; api_op_tenant_create/update check that the zone exists */
+    {"timezone", FT_STR, FF_NULL, NULL, 1, 64,
+     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789/_+-.", NULL},
     {"created_ms", FT_INT, FF_RO, NULL, 0, 0, NULL, NULL},
     {"updated_ms", FT_INT, FF_RO, NULL, 0, 0, NULL, NULL},
 };
@@ -613,7 +617,11 @@ static void get_cb(int status, const evcs_db_result_t *res, size_t nres, const c
 	}
 	int created = c->op == (void *)1;
 	c->op = NULL;
-	api_reply_json(c, created ? 201 : 200, api_crud_row(res_of(c), last, 0));
+	json_t *row = api_crud_row(res_of(c), last, 0);
+	if (res_of(c) == &api_res_tenants && c->route->fn != api_crud_get) /* committed: local time */
+		evcs_core_tz_tenant_stored(c->core, json_integer_value(json_object_get(row, "id")),
+					   json_string_value(json_object_get(row, "timezone")));
+	api_reply_json(c, created ? 201 : 200, row);
 }
 
 void api_crud_get(api_ctx_t *c)

@@ -10,9 +10,11 @@
 #include "log.h"
 #include "script.h"
 #include "store.h"
+#include "tz.h"
 
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,9 +52,16 @@ static void row_cb(int status, const evcs_db_result_t *res, size_t nres, const c
 	api_reply_json(c, rr->status, api_crud_row(rr->r, &res[nres - 1], 0));
 }
 
+/* A pile identity as the protocol writes it: 1..EVCS_ID_MAX bytes, no control characters. */
 static int is_serial(const char *s)
 {
-	return s && strlen(s) == 14 && strspn(s, "0123456789ABCDEF") == 14;
+	size_t n = s ? strlen(s) : 0;
+	if (n < 1 || n > EVCS_ID_MAX)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			return 0;
+	return 1;
 }
 
 void api_op_me(api_ctx_t *c)
@@ -148,7 +157,7 @@ void api_op_pile_claim(api_ctx_t *c)
 
 /* ---- commands ----------------------------------------------------------------------------- */
 struct cmdop {
-	char serial[16];
+	char serial[EVCS_ID_MAX + 1];
 	char name[40];
 	int gun;
 	char *args;
@@ -826,6 +835,7 @@ void api_op_token_revoke(api_ctx_t *c)
 /* ---- dashboard ---------------------------------------------------------------------------- */
 struct dash {
 	int64_t now, day0, month0;
+	char tz[EVCS_TZ_NAME_MAX + 8];
 };
 
 static int64_t cell(const evcs_db_result_t *r, size_t row, unsigned col)
@@ -844,6 +854,7 @@ static void dash_cb(int status, const evcs_db_result_t *res, size_t nres, const 
 	struct dash *d = c->op;
 	json_t *o = json_object();
 	json_object_set_new(o, "at_ms", json_integer(d->now));
+	json_object_set_new(o, "timezone", json_string(d->tz));
 	json_object_set_new(o, "day_start_ms", json_integer(d->day0));
 	json_object_set_new(o, "month_start_ms", json_integer(d->month0));
 	int64_t total = cell(&res[0], 0, 0), online = cell(&res[0], 0, 1);
@@ -912,14 +923,19 @@ void api_op_dashboard(api_ctx_t *c)
 		}
 		d->now = v;
 	}
-	int64_t off = (int64_t)(c->api ? c->api->tz_offset_min : 480) * 60000;
-	int64_t local = d->now + off;
-	int64_t lday = local >= 0 ? local / 86400000 : (local - 86399999) / 86400000;
-	d->day0 = lday * 86400000 - off;
+	/* today and this month start at the tenant's local midnight (its IANA zone, so a
+	 * 23- or 25-hour DST day starts where its wall clock says) */
+	const evcs_tz_t *z = evcs_core_tenant_tz(c->core, c->tenant);
+	snprintf(d->tz, sizeof d->tz, "%s", evcs_tz_name(z));
+	int64_t now_s = d->now / 1000;
+	int64_t local = now_s + evcs_tz_offset_at(z, now_s);
+	int64_t lday = local >= 0 ? local / 86400 : (local - 86399) / 86400;
+	d->day0 = evcs_tz_local_to_utc(z, lday * 86400) * 1000;
 	time_t ts = (time_t)(lday * 86400);
 	struct tm tm;
 	gmtime_r(&ts, &tm);
-	d->month0 = days_from_civil(tm.tm_year + 1900, tm.tm_mon + 1, 1) * 86400000 - off;
+	d->month0 = evcs_tz_local_to_utc(z, days_from_civil(tm.tm_year + 1900, tm.tm_mon + 1, 1) *
+						 86400) * 1000;
 	evcs_db_txn_t *t = evcs_db_txn_new(c->core->db);
 	if (t) {
 		evcs_db_txn_add(t, c->tenant,

@@ -59,7 +59,6 @@ typedef struct evcs_core {
 	struct event *drain_timer;
 	struct event *health_timer;
 	long long shutdown_timeout_ms;
-	char *timezone;
 	void *api_state; /* api.c */
 	struct scripting *scripting; /* scripting.c */
 	struct ops_state *store_ops; /* store_ops.c */

@@ -17,6 +17,7 @@
 #include "script.h"
 #include "scripting.h"
 #include "store.h"
+#include "tz.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -224,7 +225,8 @@ int evcs_core_reload(evcs_core_t *core)
 		evcs_err("core", "reload refused, keeping the running configuration: %s", err);
 		return -1;
 	}
-	if (apply_logging(nc, err, sizeof err) < 0) {
+	if (apply_logging(nc, err, sizeof err) < 0 ||
+	    evcs_core_tz_reload(core, nc, err, sizeof err) < 0) {
 		evcs_err("core", "reload refused, keeping the running configuration: %s", err);
 		evcs_conf_free(nc);
 		return -1;
@@ -258,7 +260,6 @@ int evcs_core_start(evcs_core_t *core, const char *conf_path, char *err, size_t 
 			  errlen) < 0)
 		return -1;
 	core->shutdown_timeout_ms = sto;
-	core->timezone = strdup(evcs_conf_get(core->conf, "core", "timezone", "Asia/Shanghai"));
 	core->base = event_base_new();
 	core->metrics = evcs_metrics_new();
 	if (!core->base || !core->metrics) {
@@ -291,6 +292,9 @@ int evcs_core_start(evcs_core_t *core, const char *conf_path, char *err, size_t 
 		return -1;
 	}
 	if (open_database(core, err, errlen) < 0)
+		return -1;
+	/* local time: [core] timezone, then every tenant's own zone (asynchronously) */
+	if (evcs_core_tz_init(core, err, errlen) < 0)
 		return -1;
 	if (evcs_scripting_init(core) < 0) {
 		snprintf(err, errlen, "cannot start tenant scripting");
@@ -344,12 +348,15 @@ void evcs_core_free(evcs_core_t *core)
 	evcs_http_free(core->http);
 	evcs_net_free(core->net);
 	evcs_workers_free(core->workers);
+	core->workers = NULL; /* tz_tenant.c: a late DB callback must not submit to it */
 	/* batches flush into the data layer, which runs its last callbacks inside
 	 * close: storage first, then the database */
 	if (core->db) {
+		evcs_session_free(core);
 		evcs_store_builtin_free(core->store);
 		evcs_db_close(core->db);
 	}
+	evcs_core_tz_free(core);
 	evcs_store_free(core->store);
 	evcs_scripting_free(core);
 	evcs_script_engine_free(core->scripts);
@@ -359,6 +366,5 @@ void evcs_core_free(evcs_core_t *core)
 		event_base_free(core->base);
 	evcs_conf_free(core->conf);
 	free(core->conf_path);
-	free(core->timezone);
 	memset(core, 0, sizeof *core);
 }

@@ -181,7 +181,7 @@ void evcs_db_stats(evcs_db_t *db, evcs_db_stats_t *out);
  * as one multi-statement batch (schema/README.md gives the rules) and recorded in
  * schema_version. A file that fails leaves its version marked 'applying': later runs and the
  * check refuse to continue until an operator repairs the database and deletes that row. */
-#define EVCS_DB_SCHEMA_VERSION 8 /* highest migration this build's SQL is written against */
+#define EVCS_DB_SCHEMA_VERSION 10 /* highest migration this build's SQL is written against */
 
 /* Apply every file newer than the database. from and to (may be NULL) get the version before and
  * after. 0 on success (also when nothing was to do); EVCS_ENOTSUP if the database is newer than

@@ -7,6 +7,7 @@
 #include "abi2.h"
 #include "db.h"
 #include "log.h"
+#include "tz.h"
 
 #include <event2/event.h>
 #include <event2/thread.h>
@@ -59,6 +60,11 @@ static int check_config(const char *path)
 	const char *listen = evcs_conf_get(c, "http", "listen", "127.0.0.1:8080");
 	if (evcs_conf_hostport(listen, host, sizeof host, &port) < 0) {
 		fprintf(stderr, "%s: [http] listen: expected HOST:PORT, got '%s'\n", path, listen);
+		bad = 1;
+	}
+	const evcs_tz_t *tz;
+	if (evcs_tz_conf_default(c, &tz, err, sizeof err) < 0) {
+		fprintf(stderr, "%s\n", err);
 		bad = 1;
 	}
 	long long v;

@@ -46,6 +46,9 @@ struct evcs_script_engine {
 	size_t nt, capt;
 	evcs_script_log_fn log;
 	void *log_ud;
+	evcs_script_tz_fn tz_fn;
+	void *tz_ud;
+	const evcs_tz_t *deftz; /* lim.tz, else Asia/Shanghai (a fixed +08:00 without tzdata) */
 	evcs_script_stats_t st;
 };
 
@@ -61,7 +64,14 @@ void evcs_script_limits_default(evcs_script_limits_t *l)
 	l->max_source = 256u << 10;
 	l->max_alarms = 64;
 	l->max_log = 16;
-	l->tz_offset_min = 480;
+	l->tz = NULL;
+}
+
+/* the zone a call for this tenant runs in */
+static const evcs_tz_t *zone_for(evcs_script_engine_t *e, int64_t tenant)
+{
+	const evcs_tz_t *z = e->tz_fn ? e->tz_fn(tenant, e->tz_ud) : NULL;
+	return z ? z : e->deftz;
 }
 
 static void set_err(char **err, int64_t tenant, const char *slot, const char *fmt, ...)
@@ -302,6 +312,7 @@ struct quote_call {
 	size_t npieces;
 	const int64_t *pk;
 	evcs_bill_t *bill;
+	const evcs_tz_t *tz;
 };
 
 static void session_to_lua(lua_State *L, const struct quote_call *q)
@@ -315,7 +326,8 @@ static void session_to_lua(lua_State *L, const struct quote_call *q)
 	set_int(L, "start", s->start);
 	set_int(L, "stop", s->stop);
 	set_int(L, "duration_s", s->stop - s->start);
-	set_int(L, "tz_offset_min", s->tz_offset_min);
+	set_int(L, "tz_offset_min", evcs_tz_offset_at(q->tz, s->start) / 60);
+	set_str(L, "timezone", evcs_tz_name(q->tz));
 	lua_createtable(L, 0, 4);
 	int64_t total = 0;
 	for (int p = 0; p < 4; p++) {
@@ -603,6 +615,7 @@ static int build_state(evcs_script_engine_t *e, int64_t tenant, const char *slot
 		return EVCS_ENOMEM;
 	}
 	x->lim = e->lim;
+	x->tz = zone_for(e, tenant);
 	x->tenant = tenant;
 	snprintf(x->slot, sizeof(x->slot), "%s", slot);
 	x->owner = e;
@@ -724,6 +737,9 @@ evcs_script_engine_t *evcs_script_engine_new(const evcs_script_limits_t *limits)
 		e->lim.max_alarms = d.max_alarms;
 	if (!e->lim.max_log)
 		e->lim.max_log = d.max_log;
+	e->deftz = e->lim.tz ? e->lim.tz : evcs_tz_get(EVCS_TZ_DEFAULT, NULL, 0);
+	if (!e->deftz)
+		e->deftz = evcs_tz_fixed(8 * 3600);
 	return e;
 }
 
@@ -744,6 +760,12 @@ void evcs_script_engine_set_log(evcs_script_engine_t *e, evcs_script_log_fn fn, 
 {
 	e->log = fn;
 	e->log_ud = ud;
+}
+
+void evcs_script_engine_set_tz(evcs_script_engine_t *e, evcs_script_tz_fn fn, void *ud)
+{
+	e->tz_fn = fn;
+	e->tz_ud = ud;
 }
 
 void evcs_script_stats(const evcs_script_engine_t *e, evcs_script_stats_t *out)
@@ -950,7 +972,7 @@ static void after_limit(evcs_script_engine_t *e, int64_t tenant, struct slot *s)
 
 /* Runs fn(ud) in the slot under the limits. Errors: logged once, *err set. */
 static int slot_call(evcs_script_engine_t *e, int64_t tenant, struct slot *s, lua_CFunction fn,
-		     void *ud, const char *what, char **err)
+		     void *ud, const evcs_tz_t *tz, const char *what, char **err)
 {
 	if (s->busy) {
 		set_err(err, tenant, s->name, "%s: busy", what);
@@ -958,6 +980,7 @@ static int slot_call(evcs_script_engine_t *e, int64_t tenant, struct slot *s, lu
 	}
 	char msg[MSG];
 	s->busy = 1;
+	s->x->tz = tz ? tz : zone_for(e, tenant);
 	e->st.calls++;
 	lua_pushcfunction(s->L, fn);
 	lua_pushlightuserdata(s->L, ud);
@@ -986,7 +1009,7 @@ int evcs_script_tariff(evcs_script_engine_t *e, int64_t tenant, const char *pile
 	}
 	evcs_tariff_model_t m;
 	struct tariff_call c = {pile, &m};
-	int rc = slot_call(e, tenant, s, tramp_tariff, &c, "tariff()", err);
+	int rc = slot_call(e, tenant, s, tramp_tariff, &c, NULL, "tariff()", err);
 	if (rc == 0)
 		*out = m;
 	return rc;
@@ -1015,6 +1038,12 @@ int evcs_script_quote(evcs_script_engine_t *e, int64_t tenant, const evcs_sessio
 			set_err(err, tenant, s->name, "session tariff: slot %d is not a period 0..3", i);
 			return EVCS_EINVAL;
 		}
+	const evcs_tz_t *ztz = ses->tz ? ses->tz : evcs_tz_fixed(ses->tz_offset_min * 60);
+	if (!ztz) {
+		set_err(err, tenant, s->name, "session: tz_offset_min %d is out of range",
+			ses->tz_offset_min);
+		return EVCS_EINVAL;
+	}
 	evcs_energy_piece_t *pieces = NULL;
 	size_t np = 0;
 	int64_t pk[4];
@@ -1040,8 +1069,8 @@ int evcs_script_quote(evcs_script_engine_t *e, int64_t tenant, const evcs_sessio
 		free(pieces);
 		return EVCS_ENOMEM;
 	}
-	struct quote_call q = {ses, &m, pieces, np, pk, b};
-	int rc = slot_call(e, tenant, s, tramp_quote, &q, "quote()", err);
+	struct quote_call q = {ses, &m, pieces, np, pk, b, ztz};
+	int rc = slot_call(e, tenant, s, tramp_quote, &q, ztz, "quote()", err);
 	free(pieces);
 	if (rc == 0) {
 		b->tariff = m;
@@ -1104,7 +1133,7 @@ static int dispatch(evcs_script_engine_t *e, int64_t tenant, uint32_t type, cons
 		snprintf(slotname, sizeof(slotname), "%s", s->name);
 		char what[64];
 		snprintf(what, sizeof(what), "on %s", name);
-		int r = slot_call(e, tenant, s, tramp_event, &c, what, err);
+		int r = slot_call(e, tenant, s, tramp_event, &c, NULL, what, err);
 		x = s->x; /* may have been rebuilt */
 		x->cur_pile = NULL;
 		x->alarms_ok = 0;

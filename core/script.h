@@ -22,6 +22,11 @@
  * the default directory. SIGHUP = call it again for each tenant. An API upload
  * = evcs_script_load() with the new text, then write the file only on success.
  *
+ * Local time. Every script call runs in one IANA zone (tz.h): the tenant's, from the
+ * resolver the daemon sets (evcs_script_engine_set_tz), else limits.tz; a quote runs in the
+ * session's zone. os.date/os.time/evcs.date and the half-hour slot of each piece of energy
+ * use that zone's offset at the instant concerned, so DST switches are honoured.
+ *
  * Units (all integers, never floats): money in 0.00001 yuan, energy in
  * 0.0001 kWh, rates in 0.00001 yuan/kWh, times in unix seconds for sessions
  * and unix milliseconds for events (as on the bus).
@@ -50,6 +55,7 @@
 #include <stdint.h>
 
 #include "evcs/plugin.h"
+#include "tz.h"
 
 /* ---- limits ------------------------------------------------------------ */
 typedef struct evcs_script_limits {
@@ -60,7 +66,9 @@ typedef struct evcs_script_limits {
 	size_t max_source;     /* largest script source (default 256 KiB) */
 	unsigned max_alarms;   /* alarm raise/clear operations per call (default 64) */
 	unsigned max_log;      /* log lines per call (default 16) */
-	int tz_offset_min;     /* local time for os.date/os.time/evcs.date (default 480 = UTC+8) */
+	/* local time for os.date/os.time/evcs.date when the engine has no zone resolver
+	 * (evcs_script_engine_set_tz); NULL = Asia/Shanghai (the default zone) */
+	const evcs_tz_t *tz;
 } evcs_script_limits_t;
 
 /* Fills the defaults listed above (the daemon and evcsctl use the same ones). */
@@ -93,7 +101,10 @@ typedef struct evcs_session {
 	int gun;
 	const char *trade_no; /* borrowed; may be NULL */
 	int64_t start, stop;  /* unix seconds */
-	int tz_offset_min;    /* local time = UTC + this (Asia/Shanghai = 480, the default) */
+	/* Local time of the session: the tenant's zone (evcs_core_tenant_tz). NULL = the
+	 * fixed offset tz_offset_min (kept for callers that still set only that). */
+	const evcs_tz_t *tz;
+	int tz_offset_min;    /* used only when tz is NULL: local time = UTC + this */
 	/* Energy: either samples (>= 2, ts ascending; the engine splits every
 	 * interval linearly over the half-hour slots it crosses and sums them per
 	 * period) or, when nsamples == 0, the per-period energy as reported. */
@@ -113,12 +124,19 @@ typedef struct evcs_session {
 } evcs_session_t;
 
 /* Parses the session JSON documented in scripts/README.md ("Session JSON").
- * On success *out owns its strings; release with evcs_session_clear(). */
+ * On success *out owns its strings; release with evcs_session_clear(). Its zone (out->tz) is
+ * the JSON's "tz" (an IANA name, loaded with evcs_tz_get, or a fixed "+08:00") or
+ * "tz_offset_min", else local (NULL = Asia/Shanghai); local times in the JSON are read in it. */
+int evcs_session_from_json_in(const char *text, const evcs_tz_t *local, evcs_session_t *out,
+			      char **err);
 int evcs_session_from_json(const char *text, evcs_session_t *out, char **err);
 void evcs_session_clear(evcs_session_t *s);
 
 /* Energy split into pieces, each inside one local half-hour slot of one day
- * (consecutive samples in the same slot are merged). Between two samples the
+ * (consecutive samples in the same slot are merged). Local time is the session's zone at each
+ * instant: a piece never spans a change of UTC offset, so on a DST night each half hour lands
+ * in the slot its wall clock shows (the repeated hour in autumn counts twice, the skipped one
+ * in spring not at all). Between two samples the
  * energy is spread linearly over time; the split is exact (integer, the
  * pieces of an interval sum to its delta). A negative delta (meter going
  * backwards) counts as 0. Pieces with 0 energy are kept only when the
@@ -173,6 +191,8 @@ const char *evcs_bill_kind_name(int kind); /* "energy", "service", ... */
  * "0001", "tariff_slots":"48 digits 0-3", "script_sha256":"..."}; integers are
  * raw units, *_yuan / *_kwh strings are exact decimals. NULL on ENOMEM. */
 char *evcs_bill_to_json(const evcs_bill_t *b);
+/* The same without indentation (what a session's stored bill uses). */
+char *evcs_bill_to_json_compact(const evcs_bill_t *b);
 
 /* Tariff as JSON in the YKC codec's field names (model, sharp_elec_rate ...
  * valley_service_rate as "1.50000" strings, loss_ratio 0, slots[48]). */
@@ -264,6 +284,11 @@ typedef struct evcs_script_callbacks {
 typedef void (*evcs_script_log_fn)(int64_t tenant, const char *slot, int level, const char *msg,
 				   void *ud);
 void evcs_script_engine_set_log(evcs_script_engine_t *e, evcs_script_log_fn fn, void *ud);
+
+/* The zone a tenant's scripts see (os.date, os.time, evcs.date); fn NULL = limits.tz for all.
+ * Called on the engine's thread before each call; must return a zone that outlives the call. */
+typedef const evcs_tz_t *(*evcs_script_tz_fn)(int64_t tenant, void *ud);
+void evcs_script_engine_set_tz(evcs_script_engine_t *e, evcs_script_tz_fn fn, void *ud);
 
 /* A pseudo event, not on the bus: the lead calls evcs_script_tick() every few
  * seconds so scripts can detect "nothing happened for N seconds". */

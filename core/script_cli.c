@@ -8,6 +8,8 @@
  */
 #include "script.h"
 
+#include "tz.h"
+
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -32,7 +34,10 @@ static void usage_top(FILE *f)
 		"  --instructions N    instruction budget per call (default 2000000)\n"
 		"  --time-ms N         wall-clock budget per call (default 50)\n"
 		"  --max-string BYTES  largest single allocation (default 1048576)\n"
-		"  --tz-offset MIN     local time offset for os.date/evcs.date (default 480)\n"
+		"  --timezone NAME     IANA zone of local time: os.date/os.time/evcs.date, the tariff\n"
+		"                      slot of each half hour, session times without an offset\n"
+		"                      (default Asia/Shanghai; a session's own \"tz\" wins)\n"
+		"  --tz-offset MIN     a fixed UTC offset in minutes instead of a zone\n"
 		"  -h, --help          this help; `evcsctl script COMMAND --help` for one command\n");
 }
 
@@ -94,10 +99,11 @@ static int load(evcs_script_engine_t *e, int64_t tenant, const char *slot, const
 	return 0;
 }
 
-static void print_slots(const evcs_tariff_model_t *m)
+static void print_slots(const evcs_tariff_model_t *m, const evcs_tz_t *z)
 {
 	char b1[32], b2[32], b3[32];
 	printf("model %s\n", m->model);
+	printf("local time %s\n", z ? evcs_tz_name(z) : EVCS_TZ_DEFAULT);
 	printf("%-8s %12s %12s %12s  (yuan/kWh)\n", "period", "electricity", "service", "total");
 	for (int p = 0; p < 4; p++)
 		printf("%-8s %12s %12s %12s\n", evcs_period_name(p),
@@ -123,7 +129,7 @@ int evcs_script_cli_main(int argc, char **argv)
 	evcs_script_limits_t lim;
 	evcs_script_limits_default(&lim);
 	int64_t tenant = 1;
-	const char *slot = NULL, *pile = NULL;
+	const char *slot = NULL, *pile = NULL, *zone = NULL;
 	int json = 0, help = 0;
 	static const struct option opts[] = {
 	    {"tenant", required_argument, NULL, 't'},
@@ -133,6 +139,7 @@ int evcs_script_cli_main(int argc, char **argv)
 	    {"time-ms", required_argument, NULL, 'w'},
 	    {"max-string", required_argument, NULL, 'x'},
 	    {"tz-offset", required_argument, NULL, 'z'},
+	    {"timezone", required_argument, NULL, 'Z'},
 	    {"json", no_argument, NULL, 'j'},
 	    {"pile", required_argument, NULL, 'p'},
 	    {"help", no_argument, NULL, 'h'},
@@ -150,7 +157,7 @@ int evcs_script_cli_main(int argc, char **argv)
 		}
 		char *end = NULL;
 		long long v = 0;
-		if (optarg && c != 's' && c != 'p') {
+		if (optarg && c != 's' && c != 'p' && c != 'Z') {
 			v = strtoll(optarg, &end, 10);
 			if (!*optarg || *end || (v < 0 && c != 'z') || (c == 'z' && (v < -900 || v > 900))) {
 				fprintf(stderr, "script: bad number '%s'\n", optarg);
@@ -164,7 +171,8 @@ int evcs_script_cli_main(int argc, char **argv)
 		case 'i': lim.instructions = (uint64_t)v; break;
 		case 'w': lim.wall_ms = (unsigned)v; break;
 		case 'x': lim.max_string = (size_t)v; break;
-		case 'z': lim.tz_offset_min = (int)v; break;
+		case 'z': lim.tz = evcs_tz_fixed((int)v * 60); break;
+		case 'Z': zone = optarg; break;
 		case 'j': json = 1; break;
 		case 'p': pile = optarg; break;
 		case 'h': help = 1; break;
@@ -180,7 +188,7 @@ int evcs_script_cli_main(int argc, char **argv)
 			int takes = !strcmp(o, "--tenant") || !strcmp(o, "--slot") || !strcmp(o, "--mem") ||
 				    !strcmp(o, "--instructions") || !strcmp(o, "--time-ms") ||
 				    !strcmp(o, "--max-string") || !strcmp(o, "--tz-offset") ||
-				    !strcmp(o, "--pile");
+				    !strcmp(o, "--timezone") || !strcmp(o, "--pile");
 			if (takes && !strchr(o, '='))
 				i++;
 			continue;
@@ -213,6 +221,13 @@ int evcs_script_cli_main(int argc, char **argv)
 		fputs(cmd_help[ci][1], stderr);
 		return 2;
 	}
+	if (zone) {
+		char why[256];
+		if (!(lim.tz = evcs_tz_get(zone, why, sizeof why))) {
+			fprintf(stderr, "script: --timezone: %s\n", why);
+			return 2;
+		}
+	}
 	evcs_script_engine_t *e = evcs_script_engine_new(&lim);
 	if (!e)
 		return 1;
@@ -244,7 +259,7 @@ int evcs_script_cli_main(int argc, char **argv)
 			goto out;
 		if (!(text = read_all(pos[2], 64u << 20, &len)))
 			goto out;
-		if (evcs_session_from_json(text, &s, &err) != 0) {
+		if (evcs_session_from_json_in(text, lim.tz, &s, &err) != 0) {
 			fprintf(stderr, "%s: %s\n", pos[2], err ? err : "invalid session");
 			free(err);
 			free(text);
@@ -283,7 +298,7 @@ int evcs_script_cli_main(int argc, char **argv)
 				free(j);
 			}
 		} else {
-			print_slots(&m);
+			print_slots(&m, lim.tz);
 		}
 		rc = 0;
 	}

@@ -469,7 +469,8 @@ static int l_os_time(lua_State *L)
 	tm.tm_hour = (int)v[3];
 	tm.tm_min = (int)v[4];
 	tm.tm_sec = (int)v[5];
-	lua_pushinteger(L, (lua_Integer)timegm(&tm) - (lua_Integer)SBX(L)->lim.tz_offset_min * 60);
+	/* the fields are local wall-clock time in the call's zone (normalised by timegm) */
+	lua_pushinteger(L, (lua_Integer)evcs_tz_local_to_utc(SBX(L)->tz, (int64_t)timegm(&tm)));
 	return 1;
 }
 
@@ -482,12 +483,15 @@ static int l_os_date(lua_State *L)
 		utc = 1;
 	else if (strcmp(f, "*t") != 0)
 		return luaL_error(L, "os.date: only \"*t\" and \"!*t\" are supported");
-	time_t tt = (time_t)(t + (utc ? 0 : (lua_Integer)SBX(L)->lim.tz_offset_min * 60));
+	if (t < -(1LL << 40) || t > (1LL << 40))
+		return luaL_error(L, "os.date: time out of range");
+	const evcs_tz_t *z = SBX(L)->tz;
+	time_t tt = (time_t)(t + (utc ? 0 : evcs_tz_offset_at(z, t)));
 	struct tm tm;
 	if (!gmtime_r(&tt, &tm))
 		return luaL_error(L, "os.date: time out of range");
 	push_tm(L, &tm, 0);
-	lua_pushboolean(L, 0);
+	lua_pushboolean(L, !utc && evcs_tz_is_dst_at(z, t));
 	lua_setfield(L, -2, "isdst");
 	return 1;
 }
@@ -559,7 +563,11 @@ static int l_fmt_kwh(lua_State *L)
 static int l_date(lua_State *L)
 {
 	lua_Integer t = lua_isnoneornil(L, 1) ? (lua_Integer)time(NULL) : luaL_checkinteger(L, 1);
-	lua_Integer off = luaL_optinteger(L, 2, SBX(L)->lim.tz_offset_min);
+	if (t < -(1LL << 40) || t > (1LL << 40))
+		return luaL_error(L, "evcs.date: time out of range");
+	/* an explicit offset (minutes) overrides the zone of the call */
+	lua_Integer off = lua_isnoneornil(L, 2) ? evcs_tz_offset_at(SBX(L)->tz, t) / 60
+						: luaL_checkinteger(L, 2);
 	if (off < -900 || off > 900)
 		return luaL_error(L, "evcs.date: offset must be minutes in -900..900");
 	time_t tt = (time_t)(t + off * 60);
@@ -573,6 +581,8 @@ static int l_date(lua_State *L)
 	snprintf(d, sizeof(d), "%04d-%02d-%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
 	lua_pushstring(L, d);
 	lua_setfield(L, -2, "date");
+	lua_pushinteger(L, off);
+	lua_setfield(L, -2, "utc_offset_min");
 	return 1;
 }
 

@@ -29,6 +29,7 @@ struct evcs_sbx_op {
 
 struct evcs_sbx {
 	evcs_script_limits_t lim;
+	const evcs_tz_t *tz; /* local time of the current call (set by script.c before each) */
 	int64_t tenant;
 	char slot[40];
 	void *owner; /* the engine */

@@ -4,7 +4,8 @@
  * split of meter samples into half-hour pieces, and the JSON forms of
  * sessions, tariffs and bills used by evcsctl and the API.
  *
- * No global state; every function is thread-safe. Errors come back as a
+ * No global state of its own (zones come from tz.h's shared cache); every
+ * function is thread-safe. Local time is a zone (tz.h) at each instant. Errors come back as a
  * status plus an optional malloc'd message.
  */
 #include "script.h"
@@ -153,15 +154,15 @@ struct piece_vec {
 
 #define MAX_SPAN_S (62LL * 86400)
 
-static int piece_add(struct piece_vec *pv, const evcs_tariff_model_t *m, int off_s, int64_t t0,
-		     int64_t t1, int64_t kwh)
+static int piece_add(struct piece_vec *pv, const evcs_tariff_model_t *m, const evcs_tz_t *z,
+		     int64_t t0, int64_t t1, int64_t kwh)
 {
-	int64_t lt = t0 + off_s;
+	int64_t lt = t0 + evcs_tz_offset_at(z, t0);
 	int64_t day = floordiv(lt, 86400);
 	int slot = (int)((lt - day * 86400) / 1800);
 	if (pv->n) {
 		evcs_energy_piece_t *last = &pv->v[pv->n - 1];
-		int64_t lday = floordiv(last->t0 + off_s, 86400);
+		int64_t lday = floordiv(last->t0 + evcs_tz_offset_at(z, last->t0), 86400);
 		if (last->slot == slot && lday == day && last->t1 == t0) {
 			last->t1 = t1;
 			last->kwh += kwh;
@@ -212,7 +213,11 @@ int evcs_session_pieces(const evcs_session_t *s, const evcs_tariff_model_t *m,
 		set_err(err, "meter samples span more than 62 days");
 		return EVCS_EINVAL;
 	}
-	int off_s = s->tz_offset_min * 60;
+	const evcs_tz_t *z = s->tz ? s->tz : evcs_tz_fixed(s->tz_offset_min * 60);
+	if (!z) {
+		set_err(err, "tz_offset_min %d is out of range", s->tz_offset_min);
+		return EVCS_EINVAL;
+	}
 	struct piece_vec pv = {0};
 	int64_t pk[4] = {0, 0, 0, 0};
 	int rc = 0;
@@ -223,18 +228,24 @@ int evcs_session_pieces(const evcs_session_t *s, const evcs_tariff_model_t *m,
 			d = 0;
 		if (t1 == t0) {
 			/* a jump at one instant belongs to the slot of that instant */
-			rc = piece_add(&pv, m, off_s, t0, t1, d);
+			rc = piece_add(&pv, m, z, t0, t1, d);
 			continue;
 		}
 		int64_t cur = t0, done = 0;
 		while (cur < t1 && rc == 0) {
+			/* the next local half-hour boundary, or the next change of UTC offset
+			 * (a DST switch) when that comes first */
+			int off_s = evcs_tz_offset_at(z, cur);
 			int64_t b = (floordiv(cur + off_s, 1800) + 1) * 1800 - off_s;
+			int64_t ch = evcs_tz_next_change(z, cur, b - 1);
+			if (ch < b)
+				b = ch;
 			int64_t end = b < t1 ? b : t1;
 			/* cumulative share at `end`, floor: the last piece gets the rest,
 			 * so the pieces of one interval sum to d exactly */
 			int64_t cum = end == t1 ? d
 					      : (int64_t)((__int128)d * (end - t0) / (t1 - t0));
-			rc = piece_add(&pv, m, off_s, cur, end, cum - done);
+			rc = piece_add(&pv, m, z, cur, end, cum - done);
 			done = cum;
 			cur = end;
 		}
@@ -367,42 +378,51 @@ struct session_priv {
 	evcs_tariff_model_t tariff;
 };
 
-static int parse_tz(json_t *o, int *off, char **err)
+/* "+08:00" / "-05:30": seconds east of UTC; -1 when s is not one */
+static int fixed_offset(const char *s, int *off)
 {
-	*off = 480;
+	int hh, mm, n = 0;
+	if ((s[0] == '+' || s[0] == '-') && sscanf(s + 1, "%2d:%2d%n", &hh, &mm, &n) == 2 &&
+	    s[1 + n] == 0 && hh >= 0 && hh <= 15 && mm >= 0 && mm < 60) {
+		*off = (s[0] == '-' ? -1 : 1) * (hh * 3600 + mm * 60);
+		return 0;
+	}
+	return -1;
+}
+
+/* The session's zone: "tz_offset_min" (fixed), "tz" (IANA name or fixed offset), else local. */
+static int parse_tz(json_t *o, const evcs_tz_t *local, const evcs_tz_t **z, char **err)
+{
+	*z = local;
 	json_t *v = json_object_get(o, "tz_offset_min");
 	if (v) {
 		if (!json_is_integer(v) || json_integer_value(v) < -900 || json_integer_value(v) > 900) {
 			set_err(err, "tz_offset_min: expected minutes in -900..900");
 			return EVCS_EINVAL;
 		}
-		*off = (int)json_integer_value(v);
-		return 0;
+		*z = evcs_tz_fixed((int)json_integer_value(v) * 60);
+		return *z ? 0 : EVCS_ENOMEM;
 	}
-	const char *tz = json_string_value(json_object_get(o, "tz"));
-	if (!tz)
+	v = json_object_get(o, "tz");
+	if (!v)
 		return 0;
-	if (!strcmp(tz, "Asia/Shanghai") || !strcmp(tz, "Asia/Chongqing") || !strcmp(tz, "PRC")) {
-		*off = 480;
-		return 0;
+	const char *tz = json_string_value(v);
+	int off;
+	if (tz && (!strcmp(tz, "Z") || fixed_offset(tz, &off) == 0)) {
+		*z = evcs_tz_fixed(!strcmp(tz, "Z") ? 0 : off);
+		return *z ? 0 : EVCS_ENOMEM;
 	}
-	if (!strcmp(tz, "UTC") || !strcmp(tz, "Etc/UTC") || !strcmp(tz, "Z")) {
-		*off = 0;
+	char why[256] = "expected a string";
+	if (tz && (*z = evcs_tz_get(tz, why, sizeof why)))
 		return 0;
-	}
-	int hh, mm, n = 0;
-	if ((tz[0] == '+' || tz[0] == '-') && sscanf(tz + 1, "%2d:%2d%n", &hh, &mm, &n) == 2 &&
-	    tz[1 + n] == 0 && hh <= 15 && mm < 60) {
-		*off = (tz[0] == '-' ? -1 : 1) * (hh * 60 + mm);
-		return 0;
-	}
-	set_err(err, "tz '%s': use Asia/Shanghai, UTC or a fixed offset like +08:00", tz);
+	set_err(err, "tz: %s (use an IANA zone like Asia/Shanghai or Europe/Berlin, or +08:00)",
+		why);
 	return EVCS_EINVAL;
 }
 
 /* unix seconds: JSON integer, or "YYYY-MM-DD[T ]HH:MM[:SS][Z|+HH:MM]" (no zone
- * = the session's local time) */
-static int parse_time(json_t *v, int off_min, int64_t *out, const char *what, char **err)
+ * = the session's local time, in its zone at that wall-clock time) */
+static int parse_time(json_t *v, const evcs_tz_t *z, int64_t *out, const char *what, char **err)
 {
 	if (json_is_integer(v)) {
 		*out = json_integer_value(v);
@@ -420,11 +440,12 @@ static int parse_time(json_t *v, int off_min, int64_t *out, const char *what, ch
 		int k = 0;
 		if (*r == ':' && sscanf(r, ":%2d%n", &tm.tm_sec, &k) == 1)
 			r += k;
-		int zone = off_min, hh, mm;
+		int explicit = 0, zone = 0, hh, mm;
 		if (*r == 'Z') {
-			zone = 0;
+			explicit = 1;
 			r++;
 		} else if ((*r == '+' || *r == '-') && sscanf(r + 1, "%2d:%2d%n", &hh, &mm, &k) == 2) {
+			explicit = 1;
 			zone = (*r == '-' ? -1 : 1) * (hh * 60 + mm);
 			r += 1 + k;
 		}
@@ -432,7 +453,8 @@ static int parse_time(json_t *v, int off_min, int64_t *out, const char *what, ch
 		    tm.tm_mday <= 31 && tm.tm_hour < 24 && tm.tm_min < 60 && tm.tm_sec < 61) {
 			tm.tm_year -= 1900;
 			tm.tm_mon -= 1;
-			*out = (int64_t)timegm(&tm) - (int64_t)zone * 60;
+			int64_t local = (int64_t)timegm(&tm);
+			*out = explicit ? local - (int64_t)zone * 60 : evcs_tz_local_to_utc(z, local);
 			return 0;
 		}
 	}
@@ -452,6 +474,16 @@ static const char *opt_str(json_t *o, const char *k, int *bad)
 
 int evcs_session_from_json(const char *text, evcs_session_t *out, char **err)
 {
+	return evcs_session_from_json_in(text, NULL, out, err);
+}
+
+int evcs_session_from_json_in(const char *text, const evcs_tz_t *local, evcs_session_t *out,
+			      char **err)
+{
+	if (!local)
+		local = evcs_tz_get(EVCS_TZ_DEFAULT, NULL, 0);
+	if (!local)
+		local = evcs_tz_fixed(8 * 3600);
 	json_error_t je;
 	json_t *o = json_loads(text, 0, &je);
 	if (!o) {
@@ -491,11 +523,12 @@ int evcs_session_from_json(const char *text, evcs_session_t *out, char **err)
 	}
 	if ((v = json_object_get(o, "gun")) && json_is_integer(v))
 		s.gun = (int)json_integer_value(v);
-	if (parse_tz(o, &s.tz_offset_min, err))
+	if (parse_tz(o, local, &s.tz, err))
 		goto fail;
-	if (parse_time(json_object_get(o, "start"), s.tz_offset_min, &s.start, "start", err) ||
-	    parse_time(json_object_get(o, "stop"), s.tz_offset_min, &s.stop, "stop", err))
+	if (parse_time(json_object_get(o, "start"), s.tz, &s.start, "start", err) ||
+	    parse_time(json_object_get(o, "stop"), s.tz, &s.stop, "stop", err))
 		goto fail;
+	s.tz_offset_min = evcs_tz_offset_at(s.tz, s.start) / 60;
 	if (s.stop < s.start) {
 		set_err(err, "stop is before start");
 		goto fail;
@@ -550,7 +583,7 @@ int evcs_session_from_json(const char *text, evcs_session_t *out, char **err)
 			}
 			char what[48];
 			snprintf(what, sizeof(what), "samples[%zu]", i);
-			if (parse_time(t, s.tz_offset_min, &pv->samples[i].ts, what, err) ||
+			if (parse_time(t, s.tz, &pv->samples[i].ts, what, err) ||
 			    json_units(q, 4, &pv->samples[i].kwh, what, err))
 				goto fail;
 		}
@@ -628,7 +661,11 @@ void evcs_session_clear(evcs_session_t *s)
 }
 
 /* ---- JSON: bill ------------------------------------------------------------ */
-char *evcs_bill_to_json(const evcs_bill_t *b)
+static char *bill_json(const evcs_bill_t *b, size_t flags);
+char *evcs_bill_to_json(const evcs_bill_t *b) { return bill_json(b, JSON_INDENT(2)); }
+char *evcs_bill_to_json_compact(const evcs_bill_t *b) { return bill_json(b, JSON_COMPACT); }
+
+static char *bill_json(const evcs_bill_t *b, size_t flags)
 {
 	char buf[32];
 	json_t *o = json_object();
@@ -664,7 +701,7 @@ char *evcs_bill_to_json(const evcs_bill_t *b)
 	slots[EVCS_SLOTS] = 0;
 	json_object_set_new(o, "tariff_slots", json_string(slots));
 	json_object_set_new(o, "script_sha256", json_string(b->script_sha256));
-	char *r = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	char *r = json_dumps(o, flags | JSON_PRESERVE_ORDER);
 	json_decref(o);
 	return r;
 }

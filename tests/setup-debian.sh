@@ -5,7 +5,7 @@
 set -eu
 PKGS="build-essential autoconf automake libtool pkgconf ca-certificates curl openssl git
  libevent-dev liblua5.4-dev lua5.4 libmariadb-dev libcurl4-openssl-dev libxml2-dev
- libcunit1-dev libssl-dev libjansson-dev
+ libcunit1-dev libssl-dev libjansson-dev tzdata
  mariadb-server mariadb-client
  clang libclang-rt-14-dev valgrind
  dpkg-dev debhelper dh-autoreconf lintian fakeroot man-db groff-base socat systemd binutils adduser"

@@ -566,8 +566,11 @@ static void test_piles_connectors_unclaimed_quota(void)
 	CU_ASSERT_EQUAL(call("POST", "/api/v1/piles", tokB, 0,
 			     json_pack("{s:s}", "serial", "32010200000001"), NULL),
 			409);
+	/* the identity is the protocol's text (any shape), but at most 64 bytes */
 	CU_ASSERT_EQUAL(call("POST", "/api/v1/piles", tokAop, 0,
-			     json_pack("{s:s}", "serial", "3201020000000x"), &o),
+			     json_pack("{s:s}", "serial",
+				       "CP-01234567890123456789012345678901234567890123456789012345678901"),
+			     &o),
 			400);
 	CU_ASSERT_STRING_EQUAL(err_field(o), "serial");
 	json_decref(o);

@@ -5,9 +5,11 @@
 # Starts a private MariaDB (tests/mariadb.sh) in a temporary directory, runs
 # BUILD_DIR/tests/bench/bench_records N K, appends a section to tests/bench/RESULTS.md
 # (RESULTS=... to change) and stops the server again, also on failure.
-# The figure is "txn.record" storage calls per second through the in-process core
-# (offline session + record + bill in one transaction each), and its ratio to plain
-# single-row INSERTs of a record-sized row through the same data layer, same run.
+# The figure is session closes per second through the real path (the tp_proto test
+# protocol plugin over TCP -> api->session_close -> priced by the tenant's tariff script ->
+# session + bill + the plugin's evidence row committed -> answered), and its ratio to plain
+# single-row INSERTs of a record-sized row through the same data layer, same run; also closes of
+# sessions the core never saw open, and the ABI 1 txn.record JSON call for comparison.
 #
 # Environment: N (records, default 5000), K (calls in flight, default 64).
 set -eu
@@ -19,6 +21,9 @@ K=${K:-64}
 RESULTS=${RESULTS:-$top/tests/bench/RESULTS.md}
 prog=$B/tests/bench/bench_records
 [ -x "$prog" ] || { echo "bench_records.sh: $prog not built (make tests/bench/bench_records)" >&2; exit 1; }
+# the protocol plugin the closes go through (a check-only module)
+make -C "$B" -s tests/plugins/tp_proto.la >/dev/null
+export EVCS_BENCH_PLUGIN_DIR="$B/tests/plugins/.libs"
 
 # short path: the server's unix socket path must stay under 100 bytes
 dir=$(mktemp -d /tmp/evcs-benchrec.XXXXXX)
@@ -34,8 +39,9 @@ out=$dir/bench.out
 "$prog" "$N" "$K" | tee "$out"
 line=$(grep '^RESULT ' "$out") || { echo "bench_records.sh: no RESULT line" >&2; exit 1; }
 
-# RESULT server=.. n=.. k=.. pool=.. baseline_rows_per_s=.. records_per_s=.. ratio=.. baseline_latency_ms=..
-# record_latency_ms=..
+# RESULT server=.. n=.. k=.. pool=.. baseline_rows_per_s=.. records_per_s=.. ratio=.. offline_per_s=..
+# offline_ratio=.. txn_record_per_s=.. txn_record_ratio=.. baseline_latency_ms=.. record_latency_ms=..
+# offline_latency_ms=.. txn_record_latency_ms=..
 val() { echo "$line" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 {
 	echo
@@ -46,6 +52,8 @@ val() { echo "$line" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 	echo "| path | per second | mean latency ms | x baseline |"
 	echo "|---|---|---|---|"
 	echo "| baseline: single-row INSERT (CHAR(32) key + 20 BIGINT) via evcs_db_query_platform | $(val baseline_rows_per_s) rows | $(val baseline_latency_ms) | 1.00 |"
-	echo "| txn.record via evcs_store_call (session + record + bill, one transaction) | $(val records_per_s) records | $(val record_latency_ms) | $(val ratio) |"
+	echo "| session_close via the tp_proto plugin over TCP, opened sessions (priced by the tenant script; session + bill + evidence, group commit; answered after COMMIT) | $(val records_per_s) records | $(val record_latency_ms) | $(val ratio) |"
+	echo "| session_close of sessions the core never saw open (read back first) | $(val offline_per_s) records | $(val offline_latency_ms) | $(val offline_ratio) |"
+	echo "| txn.record via evcs_store_call (ABI 1 JSON: session + record + bill, one transaction each) | $(val txn_record_per_s) records | $(val txn_record_latency_ms) | $(val txn_record_ratio) |"
 } >>"$RESULTS"
 echo "appended to $RESULTS"

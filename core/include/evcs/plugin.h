@@ -456,7 +456,10 @@ typedef struct evcs_session_close {
 	 * digest for the same trade number is a conflict (kept, alarmed). */
 	const char *digest;
 	/* The protocol's raw evidence, stored by the core in the SAME transaction: one
-	 * tenant-scoped statement into the plugin's own table (NULL = none). */
+	 * tenant-scoped statement into the plugin's own table (NULL = none). A parameter of type
+	 * EVCS_DB_T_REFID (any index, e.g. EVCS_DB_REFID(0)) binds the session's id. Written as
+	 * `INSERT INTO t (tenant_id, ...) VALUES (?, ...)` (placeholders only, nothing after) the
+	 * core may write it together with other closes' evidence as one multi-row INSERT. */
 	const char *evidence_sql;
 	const evcs_db_param_t *evidence_params;
 	size_t evidence_nparams;
