@@ -1,7 +1,8 @@
 /*
  * api.c: the operator REST API under /api/v1/: route table, bearer-token authentication,
  * roles, tenant binding, JSON errors, replies, pagination and audit helpers.
- * Contract and lifecycle: api.h. Served OpenAPI document: core/openapi.json (embedded).
+ * Contract and lifecycle: api.h. Served OpenAPI document: core/openapi.json (embedded), plus
+ * the operations of plugin routes (api_plugin.c), which the dispatch below serves like its own.
  *
  * Auth model: `Authorization: Bearer <token>`. Tokens are stored as the lower-case hex SHA-256
  * (api_tokens.token_sha256); a request costs one platform-level lookup joining the token, its
@@ -55,9 +56,6 @@ static const api_route_t routes[] = {
     {"PATCH", "/api/v1/piles/{pile_id}", OP, 0, api_crud_update, &api_res_piles},
     {"DELETE", "/api/v1/piles/{pile_id}", OP, 0, api_crud_delete, &api_res_piles},
     {"POST", "/api/v1/piles/{serial}/commands", OP, 0, api_op_pile_command, NULL},
-    {"POST", "/api/v1/stations/{station_id}/simulated-piles", OP, 0, api_op_sim_create, NULL},
-    {"GET", "/api/v1/simulated-piles", RO, 0, api_op_sim_list, NULL},
-    {"DELETE", "/api/v1/simulated-piles/{serial}", OP, 0, api_op_sim_delete, NULL},
     {"GET", "/api/v1/connectors", RO, 0, api_crud_list, &api_res_connectors},
     {"POST", "/api/v1/connectors", OP, 0, api_crud_create, &api_res_connectors},
     {"GET", "/api/v1/connectors/{connector_id}", RO, 0, api_crud_get, &api_res_connectors},
@@ -343,9 +341,10 @@ int api_txn_submit(api_ctx_t *c, evcs_db_txn_t *t, evcs_db_cb cb)
 	return 0;
 }
 
-void api_txn_audit(api_ctx_t *c, evcs_db_txn_t *t, const char *action, const char *object_type,
-		   evcs_db_param_t object_id, json_t *details)
+int api_txn_audit(api_ctx_t *c, evcs_db_txn_t *t, const char *action, const char *object_type,
+		  evcs_db_param_t object_id, json_t *details)
 {
+	int r;
 	char *d = details ? json_dumps(details, JSON_COMPACT) : NULL;
 	evcs_db_param_t p[] = {c->user_id ? EVCS_DB_INT(c->user_id) : EVCS_DB_NULL,
 			       c->token_id ? EVCS_DB_INT(c->token_id) : EVCS_DB_NULL,
@@ -356,18 +355,19 @@ void api_txn_audit(api_ctx_t *c, evcs_db_txn_t *t, const char *action, const cha
 			       EVCS_DB_STR(c->peer),
 			       EVCS_DB_STR(d)};
 	if (c->tenant)
-		evcs_db_txn_add(t, c->tenant,
-				"INSERT INTO audit_log SET tenant_id = ?, user_id = ?, token_id = ?, "
-				"actor = ?, action = ?, object_type = ?, object_id = ?, peer = ?, "
-				"details = ?",
-				p, 8, 0);
+		r = evcs_db_txn_add(t, c->tenant,
+				    "INSERT INTO audit_log SET tenant_id = ?, user_id = ?, token_id = ?, "
+				    "actor = ?, action = ?, object_type = ?, object_id = ?, peer = ?, "
+				    "details = ?",
+				    p, 8, 0);
 	else
-		evcs_db_txn_add_platform(t,
-					 "INSERT INTO audit_log SET tenant_id = NULL, user_id = ?, "
-					 "token_id = ?, actor = ?, action = ?, object_type = ?, "
-					 "object_id = ?, peer = ?, details = ?",
-					 p, 8, 0);
+		r = evcs_db_txn_add_platform(t,
+					     "INSERT INTO audit_log SET tenant_id = NULL, user_id = ?, "
+					     "token_id = ?, actor = ?, action = ?, object_type = ?, "
+					     "object_id = ?, peer = ?, details = ?",
+					     p, 8, 0);
 	free(d);
+	return r;
 }
 
 static int parse_i64(const char *s, int64_t *out)
@@ -408,11 +408,17 @@ json_t *api_page_wrap(json_t *items, int64_t limit, int64_t offset)
 			 more ? json_integer((json_int_t)(offset + limit)) : json_null());
 }
 
+/* The core's document plus the plugin routes' operations (api_plugin.c). */
 static void openapi_get(api_ctx_t *c)
 {
+	size_t len = 0;
+	const char *doc = api_plugin_openapi(c->core, &len);
+	if (!doc) {
+		api_error(c, 503, "unavailable", NULL, "out of memory");
+		return;
+	}
 	if (c->req)
-		evcs_http_req_reply(c->req, 200, "application/json", evcs_api_openapi_json,
-				    strlen(evcs_api_openapi_json));
+		evcs_http_req_reply(c->req, 200, "application/json", doc, len);
 	c->req = NULL;
 	ctx_free(c);
 }
@@ -612,15 +618,21 @@ static void api_dispatch(evcs_http_req_t *req, void *ud)
 
 	const api_route_t *best = NULL;
 	int path_seen = 0, best_lit = -1;
-	for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
-		if (!pattern_match(routes[i].pattern, path, NULL))
+	/* the core's table, then the plugins' routes; on equal literal counts the first wins */
+	size_t ncore = sizeof routes / sizeof routes[0];
+	for (size_t i = 0;; i++) {
+		const api_route_t *rt =
+		    i < ncore ? &routes[i] : evcs_api_plugin_route(a->core, i - ncore);
+		if (!rt)
+			break;
+		if (!pattern_match(rt->pattern, path, NULL))
 			continue;
 		path_seen = 1;
-		if (strcmp(routes[i].method, method) != 0)
+		if (strcmp(rt->method, method) != 0)
 			continue;
-		int lit = literal_count(routes[i].pattern);
+		int lit = literal_count(rt->pattern);
 		if (lit > best_lit) {
-			best = &routes[i];
+			best = rt;
 			best_lit = lit;
 		}
 	}
@@ -735,9 +747,12 @@ void evcs_api_free(evcs_core_t *core)
 		c->prev = c->next = NULL;
 		/* the http server answers the request itself (503) when it is freed */
 		c->req = NULL;
+		if (c->in_plugin)
+			c->route = NULL; /* the plugin route's record goes below */
 		if (c->waiting_cmd)
 			ctx_free(c);
 	}
+	api_plugin_free(core);
 	free(a->bootstrap);
 	free(a);
 	core->api_state = NULL;

@@ -11,6 +11,12 @@
  * Nothing blocks: all storage goes through evcs_db_query/txn (tenant-scoped unless the route
  * is platform-level).
  *
+ * Plugin routes (ABI 2, api_plugin.c) are api_route_t records too and take the same path; only
+ * the last step differs: api_plugin_run hands the ctx to the plugin's handler (as its
+ * evcs_api_req_t) and sets in_plugin. evcs_api_plugin_drop_owner answers 503 for the ctxs a
+ * plugin still holds when it unloads and points those still being authenticated at a route
+ * that answers 503.
+ *
  * Shutdown: evcs_api_free() detaches every ctx still waiting. A detached ctx (c->req == NULL)
  * is freed by the first callback that reaches it (api_ctx_gone), or at once when it waits for
  * a pile command (the bus drops those without calling back).
@@ -73,6 +79,7 @@ struct api_ctx {
 	char actor[80];            /* "user:NAME" or "bootstrap" */
 	char peer[64];
 	int waiting_cmd; /* waiting for the bus (command); see the shutdown note */
+	int in_plugin;   /* handed to a plugin route's handler (api_plugin.c) */
 	void *op;        /* handler state, freed with op_free */
 	void (*op_free)(void *);
 	char **scratch; /* strings kept alive until the ctx dies */
@@ -116,8 +123,8 @@ int api_query(api_ctx_t *c, int platform, const char *sql, const evcs_db_param_t
 int api_txn_submit(api_ctx_t *c, evcs_db_txn_t *t, evcs_db_cb cb);
 /* Append an audit_log row to t (tenant row when c->tenant, else platform). object_id either
  * a string or a REFID param. details: borrowed, may be NULL. */
-void api_txn_audit(api_ctx_t *c, evcs_db_txn_t *t, const char *action, const char *object_type,
-		   evcs_db_param_t object_id, json_t *details);
+int api_txn_audit(api_ctx_t *c, evcs_db_txn_t *t, const char *action, const char *object_type,
+		  evcs_db_param_t object_id, json_t *details); /* the add's status */
 /* Pagination: limit (1..500, default 50) and offset (>= 0). -1 after replying 400. */
 int api_page(api_ctx_t *c, int64_t *limit, int64_t *offset);
 /* {"items": items, "limit", "offset", "next_offset"} from rows fetched with limit+1 */
@@ -173,9 +180,14 @@ void api_op_dashboard(api_ctx_t *c);
 void api_op_tenant_create(api_ctx_t *c);
 void api_op_tenant_update(api_ctx_t *c);
 
-/* ---- api_sim.c (simulated piles, plugin ykcsim) ---- */
-void api_op_sim_create(api_ctx_t *c);
-void api_op_sim_list(api_ctx_t *c);
-void api_op_sim_delete(api_ctx_t *c);
+/* ---- api_plugin.c (routes added by plugins, ABI 2) ---- */
+/* Plugin route number i (NULL past the last), in registration order; for dispatch and for the
+ * OpenAPI consistency test. */
+const api_route_t *evcs_api_plugin_route(evcs_core_t *core, size_t i);
+/* The served OpenAPI document: the embedded one, or (with plugin routes) the merged one,
+ * cached until the routes change. NULL when it cannot be built (out of memory). */
+const char *api_plugin_openapi(evcs_core_t *core, size_t *len);
+/* Free the plugin route registry (evcs_api_free). */
+void api_plugin_free(evcs_core_t *core);
 
 #endif

@@ -139,6 +139,14 @@ static int api_http_route(evcs_plugin_t *p, const char *method, const char *pref
 {
 	if (!p->core->http)
 		return EVCS_ENOTSUP;
+	/* /api/v1/ is the operator API's: authenticated, documented routes go through
+	 * api->api_route; a raw route there would bypass both */
+	if (prefix && !strncmp(prefix, "/api/v1", 7) && (prefix[7] == '/' || prefix[7] == 0)) {
+		evcs_err(p->name, "http_route %s: /api/v1/ belongs to the operator API; use "
+				  "api_route (authenticated) or a prefix of your own",
+			 prefix);
+		return EVCS_EINVAL;
+	}
 	return evcs_http_route(p->core->http, p->name, method, prefix, h, ud);
 }
 

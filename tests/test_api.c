@@ -5,9 +5,13 @@
  * seeds what only piles produce (sessions, samples, alarms, presence) with plain SQL.
  * Work that must happen on the loop (claiming a pile on the bus, subscribing) is posted there
  * with event_base_once (the base is created with pthread locking).
+ * The core loads tests/plugins/tp_routes.so, a plugin serving operator-API routes: its tests
+ * are in tests/test_api_plugin.c (same program, harness shared through tests/api_test.h), and
+ * the OpenAPI consistency check (tests/test_api_openapi.c) covers its routes like the core's.
  * Drops and re-creates EVCS_DB_NAME: run the test programs one at a time (make -j1 check).
  */
 #include "api.h"
+#include "api_test.h"
 #include "core.h"
 #include "db.h"
 #include "testutil.h"
@@ -23,14 +27,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#define BOOT "test-bootstrap-token-0123456789"
-
-static evcs_core_t core;
+evcs_core_t core;
 static pthread_t loop_thr;
-static int port, env_ok;
+int port;
+static int env_ok;
 static evcs_db_config_t dbc;
 static char conf_path[256];
-static MYSQL *raw;
+MYSQL *raw;
 
 /* ---- HTTP client ------------------------------------------------------------------------- */
 struct buf {
@@ -52,7 +55,7 @@ static size_t wr(char *p, size_t sz, size_t nm, void *ud)
 }
 
 /* Returns the status; *out (optional) gets the parsed JSON body (NULL when none). */
-static long http(const char *method, const char *path, const char *token, long long tenant,
+long http(const char *method, const char *path, const char *token, long long tenant,
 		 const char *body, const char *ctype, json_t **out)
 {
 	CURL *c = curl_easy_init();
@@ -93,7 +96,7 @@ static long http(const char *method, const char *path, const char *token, long l
 	return status;
 }
 
-static long call(const char *method, const char *path, const char *token, long long tenant,
+long call(const char *method, const char *path, const char *token, long long tenant,
 		 json_t *body, json_t **out)
 {
 	char *s = body ? json_dumps(body, JSON_COMPACT) : NULL;
@@ -103,12 +106,12 @@ static long call(const char *method, const char *path, const char *token, long l
 	return st;
 }
 
-static const char *err_field(json_t *o)
+const char *err_field(json_t *o)
 {
 	return json_string_value(json_object_get(json_object_get(o, "error"), "field"));
 }
 
-static const char *err_code(json_t *o)
+const char *err_code(json_t *o)
 {
 	return json_string_value(json_object_get(json_object_get(o, "error"), "code"));
 }
@@ -123,9 +126,9 @@ static const char *err_code(json_t *o)
 		}                                                                        \
 	} while (0)
 
-static long long jint(json_t *o, const char *k) { return json_integer_value(json_object_get(o, k)); }
+long long jint(json_t *o, const char *k) { return json_integer_value(json_object_get(o, k)); }
 
-static long long create(const char *path, const char *token, long long tenant, json_t *body)
+long long create(const char *path, const char *token, long long tenant, json_t *body)
 {
 	json_t *o = NULL;
 	long st = call("POST", path, token, tenant, body, &o);
@@ -138,7 +141,7 @@ static long long create(const char *path, const char *token, long long tenant, j
 	return id;
 }
 
-static void sql(const char *q)
+void sql(const char *q)
 {
 	if (mysql_query(raw, q) != 0) {
 		fprintf(stderr, "SQL failed: %s: %s\n", q, mysql_error(raw));
@@ -152,7 +155,7 @@ static int posted_done;
 static int tariff_events;
 static char last_tariff_pile[32];
 
-static void run_on_loop(event_callback_fn fn, void *arg)
+void run_on_loop(event_callback_fn fn, void *arg)
 {
 	pthread_mutex_lock(&mu);
 	posted_done = 0;
@@ -170,7 +173,7 @@ static void run_on_loop(event_callback_fn fn, void *arg)
 	CU_FAIL("loop did not run the posted work");
 }
 
-static void mark_done(void)
+void mark_done(void)
 {
 	pthread_mutex_lock(&mu);
 	posted_done = 1;
@@ -227,11 +230,11 @@ static void *loop_main(void *arg)
 }
 
 /* ---- fixtures ----------------------------------------------------------------------------- */
-static long long tA, tB, tD, tW;
-static char tokA[128], tokAop[128], tokAro[128], tokB[128];
+long long tA, tB, tD, tW;
+char tokA[128], tokAop[128], tokAro[128], tokB[128];
 static long long tokA_id;
 
-static void make_token(long long tenant, const char *user, const char *role, char *out,
+void make_token(long long tenant, const char *user, const char *role, char *out,
 		       long long *id)
 {
 	json_t *o = NULL;
@@ -305,6 +308,8 @@ static int suite_init(void)
 	fprintf(f, "user = %s\npassword = %s\nname = %s\npool = 4\n\n[api]\nbootstrap_token = %s\n"
 		   "command_timeout = 300\n",
 		user, pw ? pw : "", name, BOOT);
+	/* a plugin serving operator-API routes (tests/test_api_plugin.c) */
+	fprintf(f, "\n[plugin tp_routes]\nfile = %s/tp_routes.so\n", TEST_PLUGIN_DIR);
 	fclose(f);
 	evthread_use_pthreads();
 	if (evcs_core_start(&core, conf_path, err, sizeof err) != 0) {
@@ -326,14 +331,20 @@ static int suite_init(void)
 	return (tA && tB && tD && tW) ? 0 : 1;
 }
 
-static int suite_clean(void)
+void api_test_stop_core(void)
 {
 	if (env_ok) {
 		event_base_loopexit(core.base, NULL);
 		pthread_join(loop_thr, NULL);
 		evcs_core_free(&core);
 		curl_global_cleanup();
+		env_ok = 0;
 	}
+}
+
+static int suite_clean(void)
+{
+	api_test_stop_core();
 	if (raw)
 		mysql_close(raw);
 	unlink(conf_path);
@@ -653,7 +664,7 @@ static void test_piles_connectors_unclaimed_quota(void)
 	json_decref(o);
 }
 
-static json_t *tariff_body(const char *name, int flat)
+json_t *tariff_body(const char *name, int flat)
 {
 	json_t *b = json_pack("{s:s, s:s}", "name", name, "slots",
 			      "333333333333333322222222222222221111111111111111");
@@ -1141,200 +1152,6 @@ static void test_no_plugin_routes_without_plugin(void)
 	json_decref(spec);
 }
 
-/* ---- OpenAPI -------------------------------------------------------------------------------- */
-static json_t *spec_op(json_t *spec, const char *pattern, const char *method)
-{
-	char m[16];
-	size_t i;
-	for (i = 0; method[i] && i < sizeof m - 1; i++)
-		m[i] = (char)(method[i] | 0x20);
-	m[i] = 0;
-	return json_object_get(json_object_get(json_object_get(spec, "paths"), pattern), m);
-}
-
-struct idmap {
-	const char *name;
-	long long id;
-};
-
-static void walk_one(json_t *spec, const char *pattern, const char *method, json_t *opj,
-		     const struct idmap *ids, size_t nids, int *checked)
-{
-	/* path parameters: the spec's example, else a fixture id */
-	char path[512] = "";
-	const char *p = pattern;
-	while (*p) {
-		if (*p == '{') {
-			const char *e = strchr(p, '}');
-			char name[32];
-			snprintf(name, sizeof name, "%.*s", (int)(e - p - 1), p + 1);
-			char val[64] = "";
-			json_t *params = json_object_get(opj, "parameters");
-			for (size_t i = 0; i < json_array_size(params); i++) {
-				json_t *pr = json_array_get(params, i);
-				if (json_string_value(json_object_get(pr, "name")) &&
-				    !strcmp(json_string_value(json_object_get(pr, "name")), name) &&
-				    json_object_get(pr, "example"))
-					snprintf(val, sizeof val, "%s",
-						 json_string_value(json_object_get(pr, "example")));
-			}
-			for (size_t i = 0; !*val && i < nids; i++)
-				if (!strcmp(ids[i].name, name))
-					snprintf(val, sizeof val, "%lld", ids[i].id);
-			CU_ASSERT(*val != 0);
-			strncat(path, val, sizeof path - strlen(path) - 1);
-			p = e + 1;
-		} else {
-			size_t l = strlen(path);
-			if (l < sizeof path - 1) {
-				path[l] = *p;
-				path[l + 1] = 0;
-			}
-			p++;
-		}
-	}
-	json_t *content = json_object_get(json_object_get(opj, "requestBody"), "content");
-	const char *ctype = NULL;
-	char *body = NULL;
-	if (content) {
-		const char *k;
-		json_t *v;
-		json_object_foreach(content, k, v)
-		{
-			ctype = k;
-			json_t *ex = json_object_get(v, "example");
-			if (json_is_string(ex)) {
-				body = strdup(json_string_value(ex));
-			} else if (ex) {
-				json_t *c = json_deep_copy(ex);
-				for (size_t i = 0; i < nids; i++)
-					if (json_is_integer(json_object_get(c, ids[i].name)) &&
-					    jint(c, ids[i].name) == 0)
-						json_object_set_new(c, ids[i].name,
-								    json_integer(ids[i].id));
-				body = json_dumps(c, JSON_COMPACT);
-				json_decref(c);
-			}
-			break;
-		}
-	}
-	int platform = 1;
-	json_t *prs = json_object_get(opj, "parameters");
-	for (size_t i = 0; i < json_array_size(prs); i++) {
-		const char *r = json_string_value(json_object_get(json_array_get(prs, i), "$ref"));
-		if (r && strstr(r, "TenantHeader"))
-			platform = 0;
-	}
-	json_t *sec = json_object_get(opj, "security");
-	const char *tok = json_is_array(sec) && json_array_size(sec) == 0 ? NULL : BOOT;
-	long st = http(method, path, tok, platform || !tok ? 0 : tW, body, ctype, NULL);
-	free(body);
-	char code[8];
-	snprintf(code, sizeof code, "%ld", st);
-	int documented = json_object_get(json_object_get(opj, "responses"), code) != NULL;
-	json_t *want = json_object_get(opj, "x-evcs-test-status");
-	int ok = want ? st == json_integer_value(want) : (st >= 200 && st < 300);
-	if (!documented || !ok)
-		fprintf(stderr, "OpenAPI walk: %s %s -> %ld (documented %d)\n", method, path, st,
-			documented);
-	CU_ASSERT(documented);
-	CU_ASSERT(ok);
-	(*checked)++;
-}
-
-static void test_openapi_consistency(void)
-{
-	json_t *spec = NULL;
-	CU_ASSERT_EQUAL_FATAL(http("GET", "/api/v1/openapi.json", NULL, 0, NULL, NULL, &spec), 200);
-	CU_ASSERT_PTR_NOT_NULL_FATAL(spec);
-	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(spec, "openapi")), "3.0.3");
-	/* every registered route is documented, and every documented one registered */
-	size_t n;
-	const api_route_t *rt = evcs_api_routes(&n);
-	for (size_t i = 0; i < n; i++) {
-		if (!spec_op(spec, rt[i].pattern, rt[i].method))
-			fprintf(stderr, "undocumented route %s %s\n", rt[i].method, rt[i].pattern);
-		CU_ASSERT_PTR_NOT_NULL(spec_op(spec, rt[i].pattern, rt[i].method));
-	}
-	size_t documented = 0;
-	const char *pk;
-	json_t *pv;
-	json_object_foreach(json_object_get(spec, "paths"), pk, pv)
-	{
-		const char *mk;
-		json_t *mv;
-		json_object_foreach(pv, mk, mv)
-		{
-			documented++;
-			int found = 0;
-			for (size_t i = 0; i < n; i++)
-				found |= !strcmp(rt[i].pattern, pk) && !strcasecmp(rt[i].method, mk);
-			if (!found)
-				fprintf(stderr, "documented but not served: %s %s\n", mk, pk);
-			CU_ASSERT(found);
-		}
-	}
-	CU_ASSERT_EQUAL(documented, n);
-
-	/* walk: a valid request to every operation answers a documented (success) status */
-	char tokW[128];
-	long long tokW_id = 0;
-	make_token(tW, "w-spare", "read-only", tokW, &tokW_id);
-	long long st = create("/api/v1/stations", BOOT, tW, json_pack("{s:s}", "name", "W"));
-	long long pile = create("/api/v1/piles", BOOT, tW,
-				json_pack("{s:s, s:i}", "serial", "32010200000066", "gun_count", 1));
-	long long pile2 = create("/api/v1/piles", BOOT, tW, json_pack("{s:s}", "serial", "32010200000067"));
-	long long conn = create("/api/v1/connectors", BOOT, tW,
-				json_pack("{s:I, s:i}", "pile_id", (json_int_t)pile2, "gun_no", 7));
-	long long tariff = create("/api/v1/tariffs", BOOT, tW, tariff_body("W", 1));
-	long long drv = create("/api/v1/drivers", BOOT, tW, json_pack("{s:s}", "name", "W"));
-	long long card = create("/api/v1/cards", BOOT, tW,
-				json_pack("{s:s, s:s}", "logical_no", "1000000000000066",
-					  "physical_no", "0000000000000066"));
-	char q[512];
-	snprintf(q, sizeof q,
-		 "INSERT INTO charging_sessions (tenant_id, pile_id, gun_no, trade_no, state, "
-		 "start_mode) VALUES (%lld, %lld, 1, '%032d', 'finished', 'app')",
-		 tW, pile2, 66);
-	sql(q);
-	long long sess = (long long)mysql_insert_id(raw);
-	snprintf(q, sizeof q, "INSERT INTO alarms (tenant_id, code) VALUES (%lld, 'w.test')", tW);
-	sql(q);
-	long long alarm = (long long)mysql_insert_id(raw);
-	sql("INSERT INTO unclaimed_piles (serial, first_seen_ms, last_seen_ms) VALUES "
-	    "('99000000000001', 1, 1)");
-	CU_ASSERT_EQUAL(http("PUT", "/api/v1/scripts/alarms", BOOT, tW,
-			     "tests = { t = function() end }\n", "text/plain", NULL),
-			200);
-	const struct idmap ids[] = {
-	    {"tenant_id", tW},	   {"token_id", tokW_id}, {"station_id", st},
-	    {"pile_id", pile},	   {"connector_id", conn}, {"tariff_id", tariff},
-	    {"driver_id", drv},	   {"card_id", card},	  {"session_id", sess},
-	    {"alarm_id", alarm},
-	};
-	int checked = 0;
-	/* deletions last, so the other operations find their objects */
-	for (int pass = 0; pass < 2; pass++)
-		json_object_foreach(json_object_get(spec, "paths"), pk, pv)
-		{
-			const char *mk;
-			json_t *mv;
-			json_object_foreach(pv, mk, mv)
-			{
-				if ((strcmp(mk, "delete") == 0) != pass)
-					continue;
-				char M[16];
-				size_t i;
-				for (i = 0; mk[i] && i < sizeof M - 1; i++)
-					M[i] = (char)(mk[i] & ~0x20);
-				M[i] = 0;
-				walk_one(spec, pk, M, mv, ids, sizeof ids / sizeof ids[0], &checked);
-			}
-		}
-	CU_ASSERT_EQUAL((size_t)checked, n);
-	json_decref(spec);
-}
-
 static void register_tests(void)
 {
 	CU_pSuite s = CU_add_suite("api", suite_init, suite_clean);
@@ -1350,7 +1167,9 @@ static void register_tests(void)
 	EVCS_ADD(s, test_scripts);
 	EVCS_ADD(s, test_tenant_isolation);
 	EVCS_ADD(s, test_no_plugin_routes_without_plugin);
+	api_plugin_tests_register(s);
 	EVCS_ADD(s, test_openapi_consistency);
+	api_plugin_tests_register_last(s);
 }
 
 EVCS_TEST_MAIN(register_tests)

@@ -5,7 +5,8 @@
 # installs them with apt-get, and checks what the packaging promises: the evcs
 # system user; /etc/evcs 0750 and evcsd.conf 0640 root:evcs (it holds
 # secrets), surviving a reinstall; /var/lib/evcs 0750 evcs:evcs; conffiles;
-# the unit file; the SDK's pkg-config file. It then fills the packaged config
+# the unit file; the SDK's pkg-config file and its evcs-embed-sql (it compiles
+# a plugin's migrations into C that builds against the packaged header). It then fills the packaged config
 # with the test database (as an operator would), runs the migrations through
 # the postinst upgrade path, starts /usr/sbin/evcsd directly as user evcs
 # (systemd is not running here) with NOTIFY_SOCKET set, checks READY=1 and
@@ -132,6 +133,36 @@ plugindir=$(pkg-config --variable=plugindir evcs-plugin 2>/dev/null || echo none
 	fail "plugindir '$plugindir' does not hold ykc.so and cec.so"
 pkg-config --cflags evcs-plugin | grep -q -- '-fPIC' && ok "pkg-config evcs-plugin works" ||
 	fail "pkg-config --cflags evcs-plugin"
+embed=$(pkg-config --variable=embed_sql evcs-plugin 2>/dev/null || echo none)
+check_eq "pkg-config names the packaged evcs-embed-sql" "/usr/bin/evcs-embed-sql" "$embed"
+check_eq "evcs-embed-sql belongs to libevcs-plugin-dev" "libevcs-plugin-dev" \
+	"$(dpkg -S /usr/bin/evcs-embed-sql 2>/dev/null | cut -d: -f1)"
+mkdir "$tmp/embed"
+cat >"$tmp/embed/001_items.sql" <<'EOF'
+CREATE TABLE pk_items (id BIGINT, note VARCHAR(8) DEFAULT "a\b");
+EOF
+echo 'ALTER TABLE pk_items ADD tenant_id BIGINT;' >"$tmp/embed/002_tenant.sql"
+cat >"$tmp/embed/main.c" <<'EOF'
+#include <evcs/plugin.h>
+#include <stdio.h>
+#include <string.h>
+extern const evcs_migration_t m[];
+int main(void)
+{
+	for (int i = 0; m[i].version; i++)
+		printf("%u %s %d\n", m[i].version, m[i].name, strstr(m[i].sql, "\"a\\b\"") != NULL);
+	return 0;
+}
+EOF
+# shellcheck disable=SC2046 # pkg-config output is a list of flags
+if /usr/bin/evcs-embed-sql m "$tmp/embed/002_tenant.sql" "$tmp/embed/001_items.sql" >"$tmp/embed/m.c" &&
+	cc -Wall -Werror $(pkg-config --cflags evcs-plugin) -o "$tmp/embed/t" "$tmp/embed/main.c" \
+		"$tmp/embed/m.c" 2>"$tmp/embed/cc.log"; then
+	check_eq "evcs-embed-sql output builds against the packaged header, migrations in order" \
+		"1 001_items 1|2 002_tenant 0" "$("$tmp/embed/t" | paste -sd'|')"
+else
+	fail "evcs-embed-sql output does not build: $(cat "$tmp/embed/cc.log")"
+fi
 
 # ---- the operator's configuration ---------------------------------------------------
 conf=/etc/evcs/evcsd.conf
@@ -207,6 +238,7 @@ check_grep "STOPPING=1 sent on SIGTERM" "STOPPING=1" "$tmp/notify.log"
 apt-get remove -y -q evcsd evcsd-plugin-cec libevcs-plugin-dev >"$tmp/remove.log" 2>&1 ||
 	{ cat "$tmp/remove.log"; die "apt-get remove failed"; }
 [ ! -e /usr/sbin/evcsd ] && ok "remove deletes the daemon" || fail "remove left /usr/sbin/evcsd"
+[ ! -e /usr/bin/evcs-embed-sql ] && ok "remove deletes evcs-embed-sql" || fail "remove left /usr/bin/evcs-embed-sql"
 for p in evcsd-plugin-cec libevcs-plugin-dev; do
 	check_eq "remove takes $p completely (no conffiles)" "not-installed" \
 		"$(dpkg-query -W -f '${db:Status-Status}' $p 2>/dev/null || echo not-installed)"

@@ -3,12 +3,15 @@
  * runs in-process (its loop on a second thread) with the real ykc.so listening on loopback and
  * the real ykcsim.so dialling it; the test talks HTTP over loopback with blocking libcurl from
  * the main thread, against a private MariaDB (tests/with-mariadb.sh exports EVCS_DB_*).
- * Suite "sim": add a simulated pile, wait until it logs in, start and stop a session through the
- * normal command route, see the finished session with its energy, tenant isolation, the
- * simulator's max_piles (the refused pile's row is taken back), removal.
- * Suite "nosim": a core without ykcsim answers 409 "simulator plugin not loaded" and writes
- * nothing. The simulator's clock runs x30 so a session takes seconds; every wait is a bounded
- * loop on a condition, nothing asserts timing.
+ * The routes are the plugin's own (ABI 2 api_route in plugins/ykc/simplugin.c).
+ * Suite "sim": the served OpenAPI document lists the plugin's operations, add a simulated pile,
+ * wait until it logs in, start and stop a session through the normal command route, see the
+ * finished session with its energy, tenant isolation, the simulator's max_piles (the refused
+ * pile's row is taken back), removal, the tenant's pile quota.
+ * Suite "nosim": a core without ykcsim has no such routes: 404 not_found like any unknown
+ * resource (and the OpenAPI document does not list them), and nothing is written.
+ * The simulator's clock runs x30 so a session takes seconds; every wait is a bounded loop on a
+ * condition, nothing asserts timing.
  * Drops and re-creates EVCS_DB_NAME: run the test programs one at a time (make -j1 check).
  */
 #include "core.h"
@@ -414,6 +417,17 @@ static json_t *session_by_trade(const char *token, const char *trade)
 }
 
 /* ---- suite "sim" -------------------------------------------------------------------------------- */
+static int sim_ops_documented(void);
+
+/* The plugin's operations are part of the served document, and its routes authenticate. */
+static void test_routes_documented_and_authenticated(void)
+{
+	CU_ASSERT_EQUAL(sim_ops_documented(), 3);
+	json_t *o = NULL;
+	CU_ASSERT_EQUAL(call("GET", "/api/v1/simulated-piles", "not-a-token", 0, NULL, &o), 401);
+	json_decref(o);
+}
+
 static void test_add_pile_logs_in(void)
 {
 	char path[128];
@@ -673,34 +687,90 @@ static void test_remove_pile(void)
 			1);
 }
 
-/* ---- suite "nosim" ------------------------------------------------------------------------------ */
+/* The tenant's pile quota (tenants.max_piles) holds for simulated piles too: refused with 409
+ * before anything is written or simulated; with room again the same request succeeds. */
+static void test_tenant_quota(void)
+{
+	char path[128];
+	snprintf(path, sizeof path, "/api/v1/stations/%lld/simulated-piles", stationB);
+	long long rows = qint("SELECT COUNT(*) FROM piles WHERE tenant_id = %lld", tB);
+	long long audits = qint("SELECT COUNT(*) FROM audit_log WHERE tenant_id = %lld AND "
+				"action = 'pile.simulate'",
+				tB);
+	CU_ASSERT_FATAL(rows >= 1);
+	CU_ASSERT_EQUAL_FATAL(sql("UPDATE tenants SET max_piles = %lld WHERE id = %lld", rows, tB), 0);
+	json_t *o = NULL;
+	CU_ASSERT_EQUAL(call("POST", path, tokB, 0, json_pack("{s:i}", "guns", 1), &o), 409);
+	CU_ASSERT_STRING_EQUAL(err_code(o), "quota_exceeded");
+	json_decref(o);
+	CU_ASSERT_EQUAL(qint("SELECT COUNT(*) FROM piles WHERE tenant_id = %lld", tB), rows);
+	CU_ASSERT_EQUAL(qint("SELECT COUNT(*) FROM audit_log WHERE tenant_id = %lld AND "
+			     "action = 'pile.simulate'",
+			     tB),
+			audits);
+	CU_ASSERT_EQUAL(call("GET", "/api/v1/simulated-piles", tokB, 0, NULL, &o), 200);
+	CU_ASSERT_EQUAL(json_array_size(json_object_get(o, "piles")), (size_t)rows);
+	json_decref(o);
+	/* one more allowed: the simulator has room (serial1 was removed), so it starts */
+	CU_ASSERT_EQUAL_FATAL(sql("UPDATE tenants SET max_piles = %lld WHERE id = %lld", rows + 1, tB), 0);
+	CU_ASSERT_EQUAL(call("POST", path, tokB, 0, json_pack("{s:i}", "guns", 1), &o), 201);
+	char dpath[128];
+	const char *serial = jstr(o, "serial");
+	snprintf(dpath, sizeof dpath, "/api/v1/simulated-piles/%s", serial ? serial : "none");
+	json_decref(o);
+	CU_ASSERT_EQUAL(qint("SELECT COUNT(*) FROM piles WHERE tenant_id = %lld", tB), rows + 1);
+	CU_ASSERT_EQUAL(call("DELETE", dpath, tokB, 0, NULL, NULL), 204);
+}
+
+/* ---- suite "nosim" ----------------------------------------------------------------------- */
+/* The operations the plugin contributes to the served OpenAPI document (how many of the three). */
+static int sim_ops_documented(void)
+{
+	json_t *spec = NULL;
+	if (call("GET", "/api/v1/openapi.json", "", 0, NULL, &spec) != 200)
+		return -1;
+	json_t *paths = json_object_get(spec, "paths");
+	int n = !!json_object_get(json_object_get(paths, "/api/v1/stations/{station_id}/simulated-piles"),
+				  "post") +
+		!!json_object_get(json_object_get(paths, "/api/v1/simulated-piles"), "get") +
+		!!json_object_get(json_object_get(paths, "/api/v1/simulated-piles/{serial}"), "delete");
+	json_decref(spec);
+	return n;
+}
+
+/* Without the plugin the routes do not exist: 404 like any unknown resource (the core cannot
+ * know which plugin would have served it), nothing written, nothing documented. */
 static void test_without_simulator(void)
 {
 	char path[128];
 	snprintf(path, sizeof path, "/api/v1/stations/%lld/simulated-piles", stationA);
 	json_t *o = NULL;
-	CU_ASSERT_EQUAL(call("POST", path, tokA, 0, json_pack("{s:i}", "guns", 1), &o), 409);
-	CU_ASSERT_STRING_EQUAL(err_code(o), "simulator_unavailable");
-	CU_ASSERT_PTR_NOT_NULL(err_msg(o) ? strstr(err_msg(o), "simulator plugin not loaded") : NULL);
+	CU_ASSERT_EQUAL(call("POST", path, tokA, 0, json_pack("{s:i}", "guns", 1), &o), 404);
+	CU_ASSERT_STRING_EQUAL(err_code(o), "not_found");
+	CU_ASSERT_PTR_NOT_NULL(err_msg(o) ? strstr(err_msg(o), "simulated-piles") : NULL);
 	json_decref(o);
 	CU_ASSERT_EQUAL(qint("SELECT COUNT(*) FROM piles"), 0);
-	CU_ASSERT_EQUAL(call("GET", "/api/v1/simulated-piles", tokA, 0, NULL, &o), 409);
-	CU_ASSERT_STRING_EQUAL(err_code(o), "simulator_unavailable");
+	CU_ASSERT_EQUAL(qint("SELECT COUNT(*) FROM audit_log WHERE action LIKE 'pile.simulate%%'"), 0);
+	CU_ASSERT_EQUAL(call("GET", "/api/v1/simulated-piles", tokA, 0, NULL, &o), 404);
+	CU_ASSERT_STRING_EQUAL(err_code(o), "not_found");
 	json_decref(o);
-	CU_ASSERT_EQUAL(call("DELETE", "/api/v1/simulated-piles/99000000000001", tokA, 0, NULL, &o), 409);
-	CU_ASSERT_STRING_EQUAL(err_code(o), "simulator_unavailable");
+	CU_ASSERT_EQUAL(call("DELETE", "/api/v1/simulated-piles/99000000000001", tokA, 0, NULL, &o), 404);
+	CU_ASSERT_STRING_EQUAL(err_code(o), "not_found");
 	json_decref(o);
+	CU_ASSERT_EQUAL(sim_ops_documented(), 0);
 }
 
 static void register_tests(void)
 {
 	CU_pSuite s = CU_add_suite("sim", suite_sim_init, suite_clean);
+	EVCS_ADD(s, test_routes_documented_and_authenticated);
 	EVCS_ADD(s, test_add_pile_logs_in);
 	EVCS_ADD(s, test_remote_start_stop_session);
 	EVCS_ADD(s, test_tenant_isolation);
 	EVCS_ADD(s, test_validation);
 	EVCS_ADD(s, test_max_piles_and_1_5);
 	EVCS_ADD(s, test_remove_pile);
+	EVCS_ADD(s, test_tenant_quota);
 	CU_pSuite n = CU_add_suite("nosim", suite_nosim_init, suite_clean_last);
 	EVCS_ADD(n, test_without_simulator);
 }

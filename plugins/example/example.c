@@ -17,7 +17,11 @@
  *
  * It also shows the other registration kinds a plugin uses: an HTTP route on
  * the core's server (GET /example/status), two Prometheus metrics and a hook
- * bus subscription (EVCS_EV_CONFIG_RELOADED, counted in "reloads").
+ * bus subscription (EVCS_EV_CONFIG_RELOADED, counted in "reloads"). The ABI 2
+ * part is in notes.c: its own table (schema/001_notes.sql, compiled into the
+ * descriptor's `migrations`), an authenticated operator-API route per tenant
+ * (/api/v1/example/notes), a service it offers (example_service.h) and one it
+ * looks up ("messaging").
  *
  * Threading and ownership: everything runs on the core's loop thread, so the
  * state needs no locks. The core owns the listener, the connections, the route,
@@ -26,7 +30,7 @@
  * uses libevent's evbuffer API on the buffer the core lends (api->conn_input);
  * those symbols resolve against the libevent the daemon already has loaded.
  */
-#include <evcs/plugin.h>
+#include "example.h"
 
 #include <event2/buffer.h>
 
@@ -47,6 +51,7 @@ struct example {
 	unsigned long long pings;
 	unsigned long long reloads;
 	char listen_spec[96]; /* as configured at init, to spot a change on reload */
+	struct example_notes *notes; /* notes.c */
 };
 
 /* Split "HOST:PORT" (IPv6 as "[::1]:PORT") into host and port; 0 on success. */
@@ -225,6 +230,9 @@ static int example_setup(struct example *ex)
 	ex->listener = api->listen(p, &o, &handlers, ex);
 	if (ex->listener == NULL)
 		return EVCS_ERR; /* the core logged why (address in use, ...) */
+	int rc = example_notes_setup(api, p, &ex->notes);
+	if (rc != EVCS_OK)
+		return rc;
 	/* With port 0 this line is the only place the chosen port shows up. */
 	api->log(p, EVCS_LOG_NOTICE, 0, NULL, "echo-status listening on %s:%d", host,
 		 api->listener_port(ex->listener));
@@ -233,7 +241,7 @@ static int example_setup(struct example *ex)
 
 static int example_init(evcs_plugin_t *p, const evcs_api_t *api)
 {
-	/* Every function used here exists since ABI 1.0: no EVCS_API_HAS checks. */
+	/* example.c uses only ABI 1.0 functions; notes.c checks the ABI 2 ones. */
 	example_api = api;
 	struct example *ex = calloc(1, sizeof *ex);
 	if (ex == NULL)
@@ -251,8 +259,12 @@ static int example_init(evcs_plugin_t *p, const evcs_api_t *api)
 
 static void example_cleanup(evcs_plugin_t *p)
 {
-	if (example_api != NULL)
-		free(example_api->get_userdata(p));
+	if (example_api == NULL)
+		return;
+	struct example *ex = example_api->get_userdata(p);
+	if (ex != NULL)
+		example_notes_free(ex->notes);
+	free(ex);
 }
 
 static void example_reload(evcs_plugin_t *p)
@@ -272,11 +284,12 @@ static const evcs_plugin_info_t example_info = {
     .abi_major = EVCS_ABI_MAJOR,
     .abi_minor = EVCS_ABI_MINOR,
     .name = "example",
-    .version = "1.0.0",
-    .description = "echo-status: line protocol example (PING, STATUS)",
+    .version = "2.0.0",
+    .description = "echo-status: line protocol example (PING, STATUS), notes per tenant",
     .init = example_init,
     .cleanup = example_cleanup,
     .reload = example_reload,
+    .migrations = example_migrations, /* schema/NNN_name.sql, via evcs-embed-sql */
 };
 
 EVCS_PLUGIN_DECLARE(example_info)

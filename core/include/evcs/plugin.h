@@ -547,7 +547,9 @@ typedef struct evcs_api {
 	/* label for log lines about this connection (tenant/pile once known) */
 	void (*conn_set_identity)(evcs_conn_t *c, int64_t tenant_id, const char *pile);
 
-	/* HTTP: method NULL = any; prefix matched on path segments ("/evcs/v1/") */
+	/* HTTP: method NULL = any; prefix matched on path segments ("/evcs/v1/"); not
+	 * authenticated by the core. A prefix under /api/v1/ is refused (EVCS_EINVAL): use
+	 * api_route there. */
 	int (*http_route)(evcs_plugin_t *p, const char *method, const char *prefix,
 			  evcs_http_handler h, void *ud);
 	const char *(*http_method)(evcs_http_req_t *r);
@@ -614,8 +616,11 @@ typedef struct evcs_api {
 	int (*db_col)(const evcs_db_result_t *r, const char *name); /* index or -1 */
 
 	/* operator-API routes (see "operator-API routes" above). EVCS_EEXIST when the method
-	 * and pattern clash with a core or another plugin's route; EVCS_EINVAL for a pattern
-	 * outside /api/v1/, a bad role or OpenAPI text that is not a JSON object. */
+	 * and pattern clash with a core or another plugin's route (parameter names do not
+	 * count); EVCS_EINVAL for a pattern outside /api/v1/ (or whose first segment there is a
+	 * parameter), a path already served under other parameter names, a bad method, role or
+	 * flag, or OpenAPI text that is not a JSON object; EVCS_EUNAVAIL when the operator API
+	 * is not running (no database). Each refusal is logged. */
 	int (*api_route)(evcs_plugin_t *p, const evcs_api_route_t *route);
 	int64_t (*req_tenant)(evcs_api_req_t *r);   /* bound tenant; 0 on a platform request */
 	int (*req_role)(evcs_api_req_t *r);         /* enum evcs_role of the caller */
@@ -626,7 +631,8 @@ typedef struct evcs_api {
 	const char *(*req_body)(evcs_api_req_t *r, size_t *len);
 	/* ?limit (1..500, default 50) and ?offset (>= 0): 0, or -1 after answering 400 */
 	int (*req_page)(evcs_api_req_t *r, int64_t *limit, int64_t *offset);
-	/* answer with JSON text (NULL = no body, e.g. 204); frees the request */
+	/* answer with JSON text (NULL = no body, e.g. 204; invalid JSON is answered 500 and
+	 * logged); frees the request */
 	void (*req_reply)(evcs_api_req_t *r, int status, const char *json);
 	/* 200 {"items": items_json (an array of at most limit), "limit", "offset", "next_offset"
 	 * (null when !more)}: fetch limit + 1 rows and pass more = (rows > limit) */
