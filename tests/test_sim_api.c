@@ -20,6 +20,7 @@
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
+#include <dlfcn.h>
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <jansson.h>
@@ -330,6 +331,22 @@ static int reset_db(void)
 	int from, to;
 	if (evcs_db_migrate(&dbc, EVCS_TOP_SRCDIR "/schema", &from, &to, err, sizeof err) != 0) {
 		fprintf(stderr, "migrate: %s\n", err);
+		return -1;
+	}
+	/* the ykc plugin's own schema (ykc_records), compiled into ykc.so: the core starts a plugin
+	 * only when its migrations are applied (what `evcsd --migrate` does) */
+	char path[1024];
+	const evcs_plugin_info_t *info = NULL;
+	void *dl = NULL;
+	if (evcs_plugin_probe(EVCS_YKC_PLUGIN_DIR, "ykc", NULL, path, sizeof path, &info, &dl, err, sizeof err) !=
+	    EVCS_OK) {
+		fprintf(stderr, "ykc.so: %s\n", err);
+		return -1;
+	}
+	int rc = evcs_db_migrate_plugin(&dbc, info->name, info->migrations, &from, &to, err, sizeof err);
+	dlclose(dl);
+	if (rc != 0) {
+		fprintf(stderr, "ykc migrations: %s\n", err);
 		return -1;
 	}
 	return 0;
