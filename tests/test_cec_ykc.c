@@ -24,7 +24,6 @@
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
-#include <dlfcn.h>
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <mysql.h>
@@ -338,26 +337,11 @@ static int suite_init(void)
 		dbcfg.password ? dbcfg.password : "", name, sock ? "socket = " : "host = ", sock ? sock : dbcfg.host,
 		port ? port : "3306", ykc_port);
 	fclose(f);
-	/* `evcsd --migrate`: the core's schema, then each configured plugin's own tables */
+	/* `evcsd --migrate`: the core's schema, then each configured plugin's own tables (ykc_records,
+	 * the cec_* tables): the core starts a plugin only when its migrations are applied */
 	snprintf(q, sizeof q, "EVCS_SCHEMA_DIR=" TEST_SCHEMA_DIR " " TEST_EVCSD " --migrate -c %s >/dev/null", conf_path);
 	if (system(q) != 0) {
 		fprintf(stderr, "%s failed\n", q);
-		return 1;
-	}
-	/* the ykc plugin's own schema (ykc_records), compiled into ykc.so: the core starts a plugin
-	 * only when its migrations are applied (what `evcsd --migrate` does) */
-	char path[1024];
-	const evcs_plugin_info_t *info = NULL;
-	void *dl = NULL;
-	if (evcs_plugin_probe(TEST_YKC_PLUGIN_DIR, "ykc", NULL, path, sizeof path, &info, &dl, err, sizeof err) !=
-	    EVCS_OK) {
-		fprintf(stderr, "ykc.so: %s\n", err);
-		return 1;
-	}
-	int rc = evcs_db_migrate_plugin(&dbcfg, info->name, info->migrations, &from, &to, err, sizeof err);
-	dlclose(dl);
-	if (rc != 0) {
-		fprintf(stderr, "ykc migrations: %s\n", err);
 		return 1;
 	}
 	/* One tenant with a visible and a hidden station and a tariff: sharp 1.20 + 0.80, peak
