@@ -369,7 +369,7 @@ static void publish_cb(int status, const evcs_db_result_t *res, size_t nres, con
 	json_t *o = api_crud_row(&api_res_tariffs, row, 0);
 	int64_t id = json_integer_value(json_object_get(o, "id"));
 	const char *model = json_string_value(json_object_get(o, "model"));
-	/* one event per pile on this tariff: the protocol plugin pushes it (YKC 0x58) to the
+	/* one event per pile on this tariff: the protocol plugin pushes it (its tariff frame) to the
 	 * piles it holds and ignores the others */
 	for (size_t i = 0; i < piles->nrows; i++) {
 		evcs_field_t f[] = {EVCS_FI("tariff_id", id), EVCS_FS("model", model)};
