@@ -86,12 +86,6 @@ static const api_route_t routes[] = {
     {"GET", "/api/v1/scripts/{slot}", RO, 0, api_op_script_get, NULL},
     {"PUT", "/api/v1/scripts/{slot}", TA, AR_RAW_BODY, api_op_script_put, NULL},
     {"GET", "/api/v1/dashboard", RO, 0, api_op_dashboard, NULL},
-    {"GET", "/api/v1/partners", TA, 0, api_crud_list, &api_res_partners},
-    {"POST", "/api/v1/partners", TA, 0, api_op_partner_create, &api_res_partners},
-    {"GET", "/api/v1/partners/{partner_id}", TA, 0, api_crud_get, &api_res_partners},
-    {"PATCH", "/api/v1/partners/{partner_id}", TA, 0, api_op_partner_update, &api_res_partners},
-    {"DELETE", "/api/v1/partners/{partner_id}", TA, 0, api_crud_delete, &api_res_partners},
-    {"PUT", "/api/v1/partners/{partner_id}/stations", TA, 0, api_op_partner_stations, NULL},
 };
 
 const api_route_t *evcs_api_routes(size_t *n)

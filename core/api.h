@@ -143,7 +143,7 @@ typedef struct api_field api_field_t;
 typedef struct api_resource api_resource_t;
 extern const api_resource_t api_res_stations, api_res_piles, api_res_connectors, api_res_tariffs,
     api_res_drivers, api_res_cards, api_res_sessions, api_res_alarms, api_res_audit,
-    api_res_tenants, api_res_tokens, api_res_unclaimed, api_res_partners;
+    api_res_tenants, api_res_tokens, api_res_unclaimed;
 void api_crud_list(api_ctx_t *c);
 void api_crud_get(api_ctx_t *c);
 void api_crud_create(api_ctx_t *c);
@@ -179,9 +179,6 @@ void api_op_dashboard(api_ctx_t *c);
 /* api_tenant.c: tenants create/update = the generic handlers after checking "timezone" */
 void api_op_tenant_create(api_ctx_t *c);
 void api_op_tenant_update(api_ctx_t *c);
-void api_op_partner_create(api_ctx_t *c);
-void api_op_partner_update(api_ctx_t *c);
-void api_op_partner_stations(api_ctx_t *c);
 
 /* ---- api_plugin.c (routes added by plugins, ABI 2) ---- */
 /* Plugin route number i (NULL past the last), in registration order; for dispatch and for the

@@ -254,41 +254,6 @@ const api_resource_t api_res_unclaimed = {
     "unclaimed_pile", "unclaimed_piles", "unclaimed_piles t", "t", "serial", unclaimed_f,
     N(unclaimed_f), "last_seen_ms", "", NULL, 1, 1};
 
-/* CEC partners (plugins/cec). Secrets are write-only: the read expression says only whether one
- * is stored. They are ASCII because the standard uses them as literal bytes (AES keys and IVs of
- * exactly 16). The profile is checked further by api_op_partner_create/update. */
-#define ORGCODE "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-#define PRINTABLE                                                                                 \
-	" !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz" \
-	"{|}~"
-#define SECRET(n, lo, hi, req)                                                                     \
-	{n, FT_STR, FF_SECRET | (req), "IF(t." n " = '', 'unset', 'set')", lo, hi, PRINTABLE, NULL}
-static const api_field_t partner_f[] = {
-    {"id", FT_INT, FF_RO, NULL, 0, 0, NULL, NULL},
-    {"name", FT_STR, FF_REQ | FF_FILTER, NULL, 1, 64, "", NULL},
-    {"operator_id", FT_STR, FF_REQ | FF_FILTER, NULL, 9, 9, ORGCODE, NULL},
-    {"our_operator_id", FT_STR, FF_REQ, NULL, 9, 9, ORGCODE, NULL},
-    {"base_url", FT_STR, 0, NULL, 0, 255, PRINTABLE, NULL},
-    SECRET("operator_secret", 1, 64, FF_REQ),
-    SECRET("data_secret", 16, 16, FF_REQ),
-    SECRET("data_secret_iv", 16, 16, FF_REQ),
-    SECRET("sig_secret", 1, 64, FF_REQ),
-    SECRET("user_operator_secret", 0, 64, 0),
-    SECRET("user_data_secret", 0, 16, 0),
-    SECRET("user_data_secret_iv", 0, 16, 0),
-    SECRET("user_sig_secret", 0, 64, 0),
-    {"status", FT_ENUM, FF_FILTER, NULL, 0, 0, "active|disabled", NULL},
-    {"profile", FT_JSON, 0, NULL, 0, 0, NULL, "object"},
-    {"station_ids", FT_JSON, FF_RO,
-     "COALESCE((SELECT JSON_ARRAYAGG(ps.station_id ORDER BY ps.station_id) FROM partner_stations ps "
-     "WHERE ps.tenant_id = t.tenant_id AND ps.partner_id = t.id), '[]')",
-     0, 0, NULL, NULL},
-    {"created_ms", FT_INT, FF_RO, NULL, 0, 0, NULL, NULL},
-};
-const api_resource_t api_res_partners = {
-    "partner", "partners", "partners t", "t", "partner_id", partner_f, N(partner_f), NULL,
-    "uk_partners_operator=operator_id", NULL, 0, 0};
-
 const char *api_crud_fkmap(const api_resource_t *r) { return r->fkmap; }
 
 /* What the audit row keeps of a request body: secrets only as "set"/"unset". New reference. */

@@ -3,8 +3,7 @@
  * connectors, quota and the unclaimed list), commands to piles over the bus, versioned tariffs
  * and their publication (EVCS_EV_TARIFF_CHANGED per affected pile), session detail with the
  * meter curve, alarm acknowledgement, tenant scripts (compiled and self-tested by the script
- * engine before they are stored), tokens, the big-screen dashboard, and the checks of CEC
- * partners beyond their table description (profile keys, station permissions).
+ * engine before they are stored), tokens and the big-screen dashboard.
  * Every handler answers exactly once (api.h); all storage is asynchronous.
  */
 #include "api.h"
@@ -370,7 +369,7 @@ static void publish_cb(int status, const evcs_db_result_t *res, size_t nres, con
 	json_t *o = api_crud_row(&api_res_tariffs, row, 0);
 	int64_t id = json_integer_value(json_object_get(o, "id"));
 	const char *model = json_string_value(json_object_get(o, "model"));
-	/* one event per pile on this tariff: the protocol plugin pushes it (YKC 0x58) to the
+	/* one event per pile on this tariff: the protocol plugin pushes it (its tariff frame) to the
 	 * piles it holds and ignores the others */
 	for (size_t i = 0; i < piles->nrows; i++) {
 		evcs_field_t f[] = {EVCS_FI("tariff_id", id), EVCS_FS("model", model)};
@@ -982,138 +981,4 @@ void api_op_dashboard(api_ctx_t *c)
 		    9, 0);
 	}
 	api_txn_submit(c, t, dash_cb);
-}
-
-/* ---- CEC partners ------------------------------------------------------------------------- */
-/* What the table description cannot say: the profile's keys are the CEC plugin's (checked by
- * evcs_cec_profile_check), and a user_* key pair is either empty (the plugin then signs with
- * the incoming set, cec.md §1) or exactly 16 bytes. -1 after replying 400. */
-static int partner_check(api_ctx_t *c)
-{
-	json_t *prof = json_object_get(c->body, "profile");
-	char field[96], msg[192];
-	if (json_is_object(prof) && evcs_cec_profile_check(prof, field, sizeof field, msg, sizeof msg) < 0) {
-		api_error(c, 400, "invalid", field, "%s", msg);
-		return -1;
-	}
-	static const char *const pair[] = {"user_data_secret", "user_data_secret_iv"};
-	for (int i = 0; i < 2; i++) {
-		json_t *v = json_object_get(c->body, pair[i]);
-		if (json_is_string(v) && json_string_length(v) != 0 && json_string_length(v) != 16) {
-			api_error(c, 400, "invalid", pair[i], "%s must be empty or exactly 16 characters",
-				  pair[i]);
-			return -1;
-		}
-	}
-	return 0;
-}
-
-void api_op_partner_create(api_ctx_t *c)
-{
-	if (partner_check(c) == 0)
-		api_crud_create(c);
-}
-
-void api_op_partner_update(api_ctx_t *c)
-{
-	if (partner_check(c) == 0)
-		api_crud_update(c);
-}
-
-#define PARTNER_STATIONS_MAX 2000
-
-static void partner_stations_cb(int status, const evcs_db_result_t *res, size_t nres,
-				const char *errmsg, void *ud)
-{
-	api_ctx_t *c = ud;
-	if (api_ctx_gone(c))
-		return;
-	if (status != EVCS_OK) {
-		/* the first statement (the partner's row) is the only one that can miss */
-		if (status == EVCS_ENOENT)
-			api_error(c, 404, "not_found", NULL, "no such partner");
-		else
-			api_db_error(c, status, errmsg, "fk_pst_station=station_ids");
-		return;
-	}
-	const evcs_db_result_t *last = &res[nres - 1];
-	json_t *ids = json_array();
-	for (size_t i = 0; i < last->nrows; i++) {
-		int64_t v = 0;
-		evcs_db_cell_i64(last, i, 0, &v);
-		json_array_append_new(ids, json_integer(v));
-	}
-	int64_t *pid = c->op;
-	api_reply_json(c, 200, json_pack("{s:I, s:o}", "partner_id", (json_int_t)*pid, "station_ids", ids));
-}
-
-/* PUT /partners/{id}/stations {"station_ids": [...]}: replaces the stations the partner may see
- * and charge at, in one transaction (a station of another tenant fails its foreign key: 400). */
-void api_op_partner_stations(api_ctx_t *c)
-{
-	int64_t id = api_param_id(c, "partner_id");
-	if (!id)
-		return;
-	const char *k;
-	json_t *v;
-	json_object_foreach(c->body, k, v)
-	{
-		if (strcmp(k, "station_ids") != 0) {
-			api_error(c, 400, "unknown_field", k, "unknown field %s", k);
-			return;
-		}
-	}
-	json_t *ids = json_object_get(c->body, "station_ids");
-	if (!json_is_array(ids) || json_array_size(ids) > PARTNER_STATIONS_MAX) {
-		api_error(c, 400, ids ? "invalid" : "required", "station_ids",
-			  "station_ids must be an array of at most %d station ids", PARTNER_STATIONS_MAX);
-		return;
-	}
-	size_t n = json_array_size(ids);
-	for (size_t i = 0; i < n; i++) {
-		json_t *e = json_array_get(ids, i);
-		if (!json_is_integer(e) || json_integer_value(e) < 1) {
-			api_error(c, 400, "invalid", "station_ids", "station_ids must hold positive integers");
-			return;
-		}
-		for (size_t j = 0; j < i; j++)
-			if (json_integer_value(json_array_get(ids, j)) == json_integer_value(e)) {
-				api_error(c, 400, "invalid", "station_ids", "station %lld is listed twice",
-					  (long long)json_integer_value(e));
-				return;
-			}
-	}
-	int64_t *pid = malloc(sizeof *pid);
-	if (!pid) {
-		api_error(c, 503, "unavailable", NULL, "out of memory");
-		return;
-	}
-	*pid = id;
-	c->op = pid;
-	c->op_free = free;
-	char oid[24];
-	snprintf(oid, sizeof oid, "%lld", (long long)id);
-	evcs_db_txn_t *t = evcs_db_txn_new(c->core->db);
-	if (t) {
-		evcs_db_param_t ip[] = {EVCS_DB_INT(id)};
-		/* locks the partner row, and is the 404 when it is not this tenant's */
-		evcs_db_txn_add(t, c->tenant, "UPDATE partners SET id = id WHERE tenant_id = ? AND id = ?", ip,
-				1, EVCS_DB_REQUIRE_ROW);
-		evcs_db_txn_add(t, c->tenant,
-				"DELETE FROM partner_stations WHERE tenant_id = ? AND partner_id = ?", ip, 1, 0);
-		for (size_t i = 0; i < n; i++) {
-			evcs_db_param_t q[] = {EVCS_DB_INT(id),
-					       EVCS_DB_INT(json_integer_value(json_array_get(ids, i)))};
-			evcs_db_txn_add(t, c->tenant,
-					"INSERT INTO partner_stations SET tenant_id = ?, partner_id = ?, "
-					"station_id = ?, can_charge = 1",
-					q, 2, 0);
-		}
-		api_txn_audit(c, t, "partner.stations", "partner", EVCS_DB_STR(oid), c->body);
-		evcs_db_txn_add(t, c->tenant,
-				"SELECT station_id FROM partner_stations WHERE tenant_id = ? AND partner_id = ? "
-				"ORDER BY station_id",
-				ip, 1, 0);
-	}
-	api_txn_submit(c, t, partner_stations_cb);
 }

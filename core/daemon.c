@@ -302,7 +302,6 @@ int evcs_core_start(evcs_core_t *core, const char *conf_path, char *err, size_t 
 	}
 	if (core->db) {
 		evcs_store_register_builtin(core->store);
-		evcs_store_register_cec(core->store);
 	}
 	core->http = evcs_http_new(core, err, errlen);
 	if (!core->http)

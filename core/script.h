@@ -74,7 +74,7 @@ typedef struct evcs_script_limits {
 /* Fills the defaults listed above (the daemon and evcsctl use the same ones). */
 void evcs_script_limits_default(evcs_script_limits_t *l);
 
-/* ---- tariff model (what YKC 0x0A/0x58 carry) ----------------------------- */
+/* ---- tariff model (four periods, 48 half-hour slots: what charger protocols carry) ---- */
 /* enum evcs_period (EVCS_SHARP..EVCS_VALLEY) is public: <evcs/plugin.h> */
 #define EVCS_PERIODS 4
 #define EVCS_SLOTS 48
@@ -194,7 +194,7 @@ char *evcs_bill_to_json(const evcs_bill_t *b);
 /* The same without indentation (what a session's stored bill uses). */
 char *evcs_bill_to_json_compact(const evcs_bill_t *b);
 
-/* Tariff as JSON in the YKC codec's field names (model, sharp_elec_rate ...
+/* Tariff as JSON in the storage field names (model, sharp_elec_rate ...
  * valley_service_rate as "1.50000" strings, loss_ratio 0, slots[48]). */
 char *evcs_tariff_to_json(const evcs_tariff_model_t *m);
 int evcs_tariff_from_json(const char *text, evcs_tariff_model_t *out, char **err);

@@ -51,8 +51,8 @@ static const char *const cmd_help[][2] = {
 	      "SESSION.json (\"-\" = stdin). Format: scripts/README.md, \"Session JSON\".\n"},
     {"slots", "Usage: evcsctl script slots [OPTIONS] [--json] [--pile SERIAL] FILE\n"
 	      "Prints the model code, the electricity and service rate of each period and the\n"
-	      "48 half-hour slots that YKC frames 0x0A/0x58 carry. --json prints the frame body\n"
-	      "in the YKC codec's JSON field names.\n"},
+	      "48 half-hour slots a charger's billing model carries. --json prints them in the\n"
+	      "storage field names (model, sharp_elec_rate ... slots).\n"},
 };
 
 static char *read_all(const char *path, size_t max, size_t *len)

@@ -40,12 +40,5 @@ void evcs_store_drop_owner(evcs_store_t *s, const char *owner);
 void evcs_store_register_builtin(evcs_store_t *s);
 /* Flush and free the built-in operations' write batches (before evcs_db_close). */
 void evcs_store_builtin_free(evcs_store_t *s);
-/* Register the CEC interconnect operations (store_cec.c, "cec.*"); needs core->db. */
-void evcs_store_register_cec(evcs_store_t *s);
-/* Check a partner's CEC profile object (partners.profile): {"preset"?: cec2016|orise|xj|cjv|sh,
- * <cec_profile_t flag>: bool or integer ...}. 0, or -1 with field ("profile.<key>") and msg set. */
-int evcs_cec_profile_check(const json_t *profile, char *field, size_t flen, char *msg, size_t mlen);
-/* The i-th settable profile key (NULL past the end); for the plugin/core consistency test. */
-const char *evcs_cec_profile_key_at(size_t i);
 
 #endif

@@ -25,18 +25,19 @@ static void op_session_started(evcs_store_t *s, evcs_store_call_t *call, json_t 
 	REQ_STR(args, "trade_no", trade);
 	REQ_INT(args, "result", result);
 	int64_t reason = opt_int(args, "fail_reason", 0);
+	/* a failure the pile may still follow with a success (the protocol plugin knows which of
+	 * its codes those are) keeps the session starting */
+	int64_t may_retry = result != 1 && opt_int(args, "may_still_start", 0) ? 1 : 0;
 	int64_t ts = opt_int(args, "ts_ms", now_ms());
 	struct simple_op *so = simple_new(s, call, args, "session.started", "updated");
 	if (!so)
 		return;
 	evcs_db_txn_t *t = evcs_db_txn_new(so->o.core->db);
-	/* reason 5 (not plugged) keeps the session starting: the pile may still send a success
-	 * 0x33 within 60 s of the 0x34 (ykc.md §1.4) */
-	evcs_db_param_t p[] = {EVCS_DB_INT(result), EVCS_DB_INT(reason), EVCS_DB_INT(result),
+	evcs_db_param_t p[] = {EVCS_DB_INT(result), EVCS_DB_INT(may_retry), EVCS_DB_INT(result),
 			       EVCS_DB_INT(ts),     EVCS_DB_INT(result), EVCS_DB_INT(reason),
 			       EVCS_DB_INT(pile_id), EVCS_DB_STR(trade)};
 	evcs_db_txn_add(t, tenant,
-			"UPDATE charging_sessions SET state = CASE WHEN ? = 1 THEN 'charging' WHEN ? = 5 THEN "
+			"UPDATE charging_sessions SET state = CASE WHEN ? = 1 THEN 'charging' WHEN ? = 1 THEN "
 			"state ELSE 'failed' END, start_ms = IF(? = 1, ?, start_ms), "
 			"start_fail_reason = IF(? = 1, NULL, ?) "
 			"WHERE tenant_id = ? AND pile_id = ? AND trade_no = ? AND state IN ('pending','starting')",

@@ -39,7 +39,6 @@ void sql(const char *q);
 /* a token of the given role in tenant (made by the bootstrap token); *id (optional) its id */
 void make_token(long long tenant, const char *user, const char *role, char *out, long long *id);
 json_t *tariff_body(const char *name, int flat); /* a valid tariff with this flat rate */
-json_t *partner_body(const char *opid);          /* a valid CEC partner */
 /* Run fn on the loop thread and wait until it called mark_done(). */
 void run_on_loop(event_callback_fn fn, void *arg);
 void mark_done(void);

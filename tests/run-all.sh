@@ -5,8 +5,8 @@
 #   2. builds with -Werror and runs `make check` against a private MariaDB
 #   3. builds again with ASan+UBSan and runs `make check` under the sanitizers
 #   4. fuzzes the YKC splitter/decoder for a bounded time (FUZZ_SECONDS, default 60)
-#   5. `make distcheck`, the out-of-tree example plugin, and the Debian package
-#      install/start/purge test
+#   5. `make distcheck`, a --disable-cec build (nothing of CEC in its schema and routes), the
+#      out-of-tree example plugin, and the Debian package install/start/purge test
 # Build trees go to _build/ (ignored by git). Exit status is non-zero on any failure.
 # Set EVCS_QUICK=1 to run only steps 1-2.
 set -eu
@@ -89,6 +89,9 @@ if [ "${EVCS_QUICK:-0}" != 1 ]; then
 	}
 	run_step "make distcheck" distcheck
 
+	if [ -x tests/test_disable_cec.sh ]; then
+		run_step "--disable-cec build: no CEC tables, routes or OpenAPI paths" tests/test_disable_cec.sh
+	fi
 	if [ -x tests/test_example_plugin.sh ]; then
 		run_step "out-of-tree example plugin via pkg-config" tests/test_example_plugin.sh
 	fi

@@ -1134,243 +1134,22 @@ static void test_tenant_isolation(void)
 	json_decref(o);
 }
 
-/* ---- CEC partners ----------------------------------------------------------------------------- */
-#define P_OPSEC "op-secret-AAAA01"
-#define P_DATA "DataSecret16byte"
-#define P_IV "IVsecret16bytes!"
-#define P_SIG "sig-secret-zzzz9"
-#define P_USIG "user-sig-qqqq777"
-
-json_t *partner_body(const char *opid)
-{
-	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:{s:s, s:b}}", "name", "Partner",
-			 "operator_id", opid, "our_operator_id", "MA1EVCS01", "base_url",
-			 "https://p.example/evcs/v1/", "operator_secret", P_OPSEC, "data_secret", P_DATA,
-			 "data_secret_iv", P_IV, "sig_secret", P_SIG, "user_sig_secret", P_USIG, "profile",
-			 "preset", "orise", "sig_lower_out", 1);
-}
-
-/* No secret text anywhere in a reply. */
-static int has_secret(json_t *o)
-{
-	char *s = json_dumps(o, JSON_COMPACT);
-	int bad = s && (strstr(s, P_OPSEC) || strstr(s, P_DATA) || strstr(s, P_IV) || strstr(s, P_SIG) ||
-			strstr(s, P_USIG) || strstr(s, "NewSigSecret"));
-	free(s);
-	return bad;
-}
-
-static const char *jstr(json_t *o, const char *k) { return json_string_value(json_object_get(o, k)); }
-
-static void test_partners_crud_secrets_profile(void)
+/* ---- no plugin, no partner routes --------------------------------------------------------- */
+/* The CEC partner routes are the cec plugin's (tests/test_cec_api.c): a core without it has
+ * neither the routes nor their documentation. */
+static void test_no_plugin_routes_without_plugin(void)
 {
 	json_t *o = NULL;
-	/* tenant-admin only */
-	CU_ASSERT_EQUAL(http("GET", "/api/v1/partners", tokAop, 0, NULL, NULL, NULL), 403);
-	CU_ASSERT_EQUAL(call("POST", "/api/v1/partners", tokAop, 0, partner_body("PARTNER01"), NULL), 403);
-	CU_ASSERT_EQUAL(call("POST", "/api/v1/partners", tokA, 0, partner_body("PARTNER01"), &o), 201);
-	long long id = jint(o, "id");
-	CU_ASSERT(id > 0);
-	CU_ASSERT_FALSE(has_secret(o));
-	CU_ASSERT_STRING_EQUAL(jstr(o, "operator_secret"), "set");
-	CU_ASSERT_STRING_EQUAL(jstr(o, "data_secret"), "set");
-	CU_ASSERT_STRING_EQUAL(jstr(o, "user_sig_secret"), "set");
-	CU_ASSERT_STRING_EQUAL(jstr(o, "user_data_secret"), "unset");
-	CU_ASSERT_STRING_EQUAL(jstr(o, "user_operator_secret"), "unset");
-	CU_ASSERT_STRING_EQUAL(jstr(o, "status"), "active");
-	CU_ASSERT_STRING_EQUAL(jstr(json_object_get(o, "profile"), "preset"), "orise");
-	CU_ASSERT(json_is_true(json_object_get(json_object_get(o, "profile"), "sig_lower_out")));
-	CU_ASSERT_EQUAL(json_array_size(json_object_get(o, "station_ids")), 0);
+	CU_ASSERT_EQUAL(http("GET", "/api/v1/partners", tokA, 0, NULL, NULL, &o), 404);
 	json_decref(o);
-	/* the secrets are stored as given (the plugin signs with them) */
-	char q[512];
-	snprintf(q, sizeof q, "SELECT data_secret, sig_secret, JSON_VALUE(profile, '$.preset') FROM partners WHERE id = %lld", id);
-	CU_ASSERT_FATAL(mysql_query(raw, q) == 0);
-	MYSQL_RES *rs = mysql_store_result(raw);
-	MYSQL_ROW row = rs ? mysql_fetch_row(rs) : NULL;
-	CU_ASSERT(row && row[0] && !strcmp(row[0], P_DATA) && !strcmp(row[1], P_SIG) && !strcmp(row[2], "orise"));
-	if (rs)
-		mysql_free_result(rs);
-
-	char path[160];
-	snprintf(path, sizeof path, "/api/v1/partners/%lld", id);
-	CU_ASSERT_EQUAL(http("GET", path, tokA, 0, NULL, NULL, &o), 200);
-	CU_ASSERT_FALSE(has_secret(o));
-	CU_ASSERT_STRING_EQUAL(jstr(o, "operator_id"), "PARTNER01");
-	CU_ASSERT_STRING_EQUAL(jstr(o, "sig_secret"), "set");
-	json_decref(o);
-	CU_ASSERT_EQUAL(http("GET", "/api/v1/partners?operator_id=PARTNER01", tokA, 0, NULL, NULL, &o), 200);
-	CU_ASSERT_EQUAL(json_array_size(json_object_get(o, "items")), 1);
-	CU_ASSERT_FALSE(has_secret(o));
-	json_decref(o);
-
-	/* change a secret and the profile: never echoed, "set" either way */
-	CU_ASSERT_EQUAL(call("PATCH", path, tokA, 0,
-			     json_pack("{s:s, s:s, s:{s:s}}", "sig_secret", "NewSigSecret", "user_data_secret", "",
-				       "profile", "preset", "xj"),
-			     &o),
-			200);
-	CU_ASSERT_FALSE(has_secret(o));
-	CU_ASSERT_STRING_EQUAL(jstr(o, "sig_secret"), "set");
-	CU_ASSERT_STRING_EQUAL(jstr(json_object_get(o, "profile"), "preset"), "xj");
-	CU_ASSERT_PTR_NULL(json_object_get(json_object_get(o, "profile"), "sig_lower_out"));
-	json_decref(o);
-	/* the audit rows say a secret was set, not what it is */
-	snprintf(q, sizeof q, "/api/v1/audit?object_type=partner&object_id=%lld", id);
-	CU_ASSERT_EQUAL(http("GET", q, tokA, 0, NULL, NULL, &o), 200);
-	CU_ASSERT_EQUAL(json_array_size(json_object_get(o, "items")), 2);
-	CU_ASSERT_FALSE(has_secret(o));
-	json_t *upd = json_object_get(json_array_get(json_object_get(o, "items"), 0), "details");
-	CU_ASSERT_STRING_EQUAL(jstr(upd, "sig_secret"), "set");
-	CU_ASSERT_STRING_EQUAL(jstr(upd, "user_data_secret"), "unset");
-	json_decref(o);
-
-	/* profile validation: the field names the key */
-	struct {
-		json_t *body;
-		const char *field;
-	} bad[] = {
-	    {json_pack("{s:{s:b}}", "profile", "sig_lower_outt", 1), "profile.sig_lower_outt"},
-	    {json_pack("{s:{s:s}}", "profile", "preset", "nope"), "profile.preset"},
-	    {json_pack("{s:{s:s}}", "profile", "sig_lower_out", "yes"), "profile.sig_lower_out"},
-	    {json_pack("{s:{s:i}}", "profile", "energy_decimals", 4), "profile.energy_decimals"},
-	    {json_pack("{s:{s:i}}", "profile", "page_size_max", -1), "profile.page_size_max"},
-	    {json_pack("{s:s}", "profile", "orise"), "profile"},
-	    {json_pack("{s:s}", "data_secret", "short"), "data_secret"},
-	    {json_pack("{s:s}", "user_data_secret_iv", "12345"), "user_data_secret_iv"},
-	    {json_pack("{s:s}", "operator_id", "lower0001"), "operator_id"},
-	    {json_pack("{s:s}", "status", "paused"), "status"},
-	    {json_pack("{s:s}", "access_token", "x"), "access_token"},
-	    {json_pack("{s:[i]}", "station_ids", 1), "station_ids"},
-	};
-	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-		o = NULL;
-		json_incref(bad[i].body);
-		CU_ASSERT_EQUAL(call("PATCH", path, tokA, 0, bad[i].body, &o), 400);
-		if (!err_field(o) || strcmp(err_field(o), bad[i].field))
-			fprintf(stderr, "partner PATCH %zu: field %s, want %s\n", i, err_field(o) ? err_field(o) : "(none)",
-				bad[i].field);
-		CU_ASSERT(err_field(o) && !strcmp(err_field(o), bad[i].field));
-		json_decref(o);
-		/* and on create */
-		json_t *b = partner_body("PARTNER09");
-		json_object_update(b, bad[i].body);
-		CU_ASSERT_EQUAL(call("POST", "/api/v1/partners", tokA, 0, b, &o), 400);
-		CU_ASSERT(err_field(o) && !strcmp(err_field(o), bad[i].field));
-		json_decref(o);
-		json_decref(bad[i].body);
-	}
-	/* every flag the plugin knows is accepted with its type */
-	CU_ASSERT_EQUAL(call("PATCH", path, tokA, 0,
-			     json_pack("{s:{s:s, s:i, s:i, s:b, s:i}}", "profile", "preset", "sh", "token_ttl", 86400,
-				       "utc_offset_sec", -3600, "unknown_connector_4004", 1, "energy_decimals", 2),
-			     NULL),
-			200);
-	/* required fields and duplicates */
-	json_t *b = partner_body("PARTNER02");
-	json_object_del(b, "data_secret");
-	CU_ASSERT_EQUAL(call("POST", "/api/v1/partners", tokA, 0, b, &o), 400);
-	CU_ASSERT_STRING_EQUAL(err_field(o), "data_secret");
-	json_decref(o);
-	CU_ASSERT_EQUAL(call("POST", "/api/v1/partners", tokA, 0, partner_body("PARTNER01"), &o), 409);
-	CU_ASSERT_STRING_EQUAL(err_code(o), "conflict");
-	json_decref(o);
-
-	/* station permissions */
-	long long s1 = create("/api/v1/stations", tokA, 0, json_pack("{s:s}", "name", "P1"));
-	long long s2 = create("/api/v1/stations", tokA, 0, json_pack("{s:s}", "name", "P2"));
-	long long sb = create("/api/v1/stations", tokB, 0, json_pack("{s:s}", "name", "B's"));
-	char sp[200];
-	snprintf(sp, sizeof sp, "%s/stations", path);
-	CU_ASSERT_EQUAL(call("PUT", sp, tokA, 0, json_pack("{s:[I,I]}", "station_ids", (json_int_t)s2, (json_int_t)s1), &o),
-			200);
-	CU_ASSERT_EQUAL(jint(o, "partner_id"), id);
-	CU_ASSERT_EQUAL(json_array_size(json_object_get(o, "station_ids")), 2);
-	CU_ASSERT_EQUAL(json_integer_value(json_array_get(json_object_get(o, "station_ids"), 0)), s1 < s2 ? s1 : s2);
-	json_decref(o);
-	CU_ASSERT_EQUAL(http("GET", path, tokA, 0, NULL, NULL, &o), 200);
-	CU_ASSERT_EQUAL(json_array_size(json_object_get(o, "station_ids")), 2);
-	json_decref(o);
-	/* another tenant's station is not a station here; nothing changes */
-	CU_ASSERT_EQUAL(call("PUT", sp, tokA, 0, json_pack("{s:[I,I]}", "station_ids", (json_int_t)s1, (json_int_t)sb), &o),
-			400);
-	CU_ASSERT_STRING_EQUAL(err_field(o), "station_ids");
-	json_decref(o);
-	CU_ASSERT_EQUAL(call("PUT", sp, tokA, 0, json_pack("{s:[I,I]}", "station_ids", (json_int_t)s1, (json_int_t)s1), &o),
-			400);
-	json_decref(o);
-	CU_ASSERT_EQUAL(call("PUT", sp, tokA, 0, json_pack("{s:[s]}", "station_ids", "1"), NULL), 400);
-	CU_ASSERT_EQUAL(call("PUT", sp, tokA, 0, json_pack("{s:[]}", "stations"), NULL), 400);
-	CU_ASSERT_EQUAL(call("PUT", sp, tokAop, 0, json_pack("{s:[]}", "station_ids"), NULL), 403);
-	CU_ASSERT_EQUAL(http("GET", path, tokA, 0, NULL, NULL, &o), 200);
-	CU_ASSERT_EQUAL(json_array_size(json_object_get(o, "station_ids")), 2);
-	json_decref(o);
-	CU_ASSERT_EQUAL(call("PUT", sp, tokA, 0, json_pack("{s:[I]}", "station_ids", (json_int_t)s2), &o), 200);
-	CU_ASSERT_EQUAL(json_array_size(json_object_get(o, "station_ids")), 1);
-	json_decref(o);
-	snprintf(q, sizeof q, "/api/v1/audit?object_type=partner&action=partner.stations&object_id=%lld", id);
-	CU_ASSERT_EQUAL(http("GET", q, tokA, 0, NULL, NULL, &o), 200);
-	CU_ASSERT_EQUAL(json_array_size(json_object_get(o, "items")), 2);
-	json_decref(o);
-	/* deleting a station drops the permission with it */
-	snprintf(q, sizeof q, "/api/v1/stations/%lld", s2);
-	CU_ASSERT_EQUAL(http("DELETE", q, tokA, 0, NULL, NULL, NULL), 204);
-	CU_ASSERT_EQUAL(http("GET", path, tokA, 0, NULL, NULL, &o), 200);
-	CU_ASSERT_EQUAL(json_array_size(json_object_get(o, "station_ids")), 0);
-	json_decref(o);
-
-	/* delete */
-	long long id2 = create("/api/v1/partners", tokA, 0, partner_body("PARTNER03"));
-	snprintf(q, sizeof q, "/api/v1/partners/%lld", id2);
-	CU_ASSERT_EQUAL(http("DELETE", q, tokA, 0, NULL, NULL, NULL), 204);
-	CU_ASSERT_EQUAL(http("GET", q, tokA, 0, NULL, NULL, NULL), 404);
-	CU_ASSERT_EQUAL(http("DELETE", q, tokA, 0, NULL, NULL, NULL), 404);
-	snprintf(q, sizeof q, "/api/v1/partners/%lld/stations", id2);
-	CU_ASSERT_EQUAL(call("PUT", q, tokA, 0, json_pack("{s:[]}", "station_ids"), NULL), 404);
-}
-
-static void test_partners_tenant_isolation(void)
-{
-	long long id = create("/api/v1/partners", tokA, 0, partner_body("ISOLATE01"));
-	long long sa = create("/api/v1/stations", tokA, 0, json_pack("{s:s}", "name", "iso"));
-	char path[160], sp[200];
-	snprintf(path, sizeof path, "/api/v1/partners/%lld", id);
-	snprintf(sp, sizeof sp, "%s/stations", path);
-	CU_ASSERT_EQUAL(call("PUT", sp, tokA, 0, json_pack("{s:[I]}", "station_ids", (json_int_t)sa), NULL), 200);
-	json_t *o = NULL;
-	CU_ASSERT(list_has_id("/api/v1/partners?limit=500", tokA, id));
-	CU_ASSERT(!list_has_id("/api/v1/partners?limit=500", tokB, id));
-	CU_ASSERT_EQUAL(http("GET", path, tokB, 0, NULL, NULL, &o), 404);
-	CU_ASSERT_STRING_EQUAL(err_code(o), "not_found");
-	json_decref(o);
-	CU_ASSERT_EQUAL(http("GET", path, BOOT, tB, NULL, NULL, NULL), 404);
-	CU_ASSERT_EQUAL(call("PATCH", path, tokB, 0, json_pack("{s:s, s:s}", "name", "pwned", "sig_secret", "pwned"), NULL),
-			404);
-	CU_ASSERT_EQUAL(call("PUT", sp, tokB, 0, json_pack("{s:[]}", "station_ids"), NULL), 404);
-	CU_ASSERT_EQUAL(http("DELETE", path, tokB, 0, NULL, NULL, NULL), 404);
-	/* the same OperatorID may be a partner of tenant B too: a separate row */
-	long long idb = create("/api/v1/partners", tokB, 0, partner_body("ISOLATE01"));
-	CU_ASSERT(idb > 0 && idb != id);
-	/* B cannot grant its partner A's station */
-	char spb[200];
-	snprintf(spb, sizeof spb, "/api/v1/partners/%lld/stations", idb);
-	CU_ASSERT_EQUAL(call("PUT", spb, tokB, 0, json_pack("{s:[I]}", "station_ids", (json_int_t)sa), &o), 400);
-	CU_ASSERT_STRING_EQUAL(err_field(o), "station_ids");
-	json_decref(o);
-	/* A's partner is untouched */
-	CU_ASSERT_EQUAL(http("GET", path, tokA, 0, NULL, NULL, &o), 200);
-	CU_ASSERT_STRING_EQUAL(jstr(o, "name"), "Partner");
-	CU_ASSERT_EQUAL(json_array_size(json_object_get(o, "station_ids")), 1);
-	CU_ASSERT_EQUAL(json_integer_value(json_array_get(json_object_get(o, "station_ids"), 0)), sa);
-	json_decref(o);
-	char q[256];
-	snprintf(q, sizeof q, "SELECT COUNT(*) FROM partners WHERE id = %lld AND sig_secret = '" P_SIG "'", id);
-	CU_ASSERT_FATAL(mysql_query(raw, q) == 0);
-	MYSQL_RES *rs = mysql_store_result(raw);
-	MYSQL_ROW row = rs ? mysql_fetch_row(rs) : NULL;
-	CU_ASSERT(row && row[0] && !strcmp(row[0], "1"));
-	if (rs)
-		mysql_free_result(rs);
+	CU_ASSERT_EQUAL(call("POST", "/api/v1/partners", tokA, 0, json_pack("{s:s}", "name", "x"), NULL), 404);
+	json_t *spec = NULL;
+	CU_ASSERT_EQUAL_FATAL(http("GET", "/api/v1/openapi.json", NULL, 0, NULL, NULL, &spec), 200);
+	const char *pk;
+	json_t *pv;
+	json_object_foreach(json_object_get(spec, "paths"), pk, pv) CU_ASSERT(strstr(pk, "partner") == NULL);
+	CU_ASSERT_PTR_NULL(json_object_get(json_object_get(json_object_get(spec, "components"), "schemas"), "Partner"));
+	json_decref(spec);
 }
 
 static void register_tests(void)
@@ -1387,8 +1166,7 @@ static void register_tests(void)
 	EVCS_ADD(s, test_commands);
 	EVCS_ADD(s, test_scripts);
 	EVCS_ADD(s, test_tenant_isolation);
-	EVCS_ADD(s, test_partners_crud_secrets_profile);
-	EVCS_ADD(s, test_partners_tenant_isolation);
+	EVCS_ADD(s, test_no_plugin_routes_without_plugin);
 	api_plugin_tests_register(s);
 	EVCS_ADD(s, test_openapi_consistency);
 	api_plugin_tests_register_last(s);

@@ -203,13 +203,12 @@ void test_openapi_consistency(void)
 	CU_ASSERT_EQUAL(http("PUT", "/api/v1/scripts/alarms", BOOT, tW,
 			     "tests = { t = function() end }\n", "text/plain", NULL),
 			200);
-	long long partner = create("/api/v1/partners", BOOT, tW, partner_body("WALKFIXT1"));
 	long long note = create("/api/v1/tp/notes", BOOT, tW, json_pack("{s:s}", "text", "W"));
 	const struct idmap ids[] = {
 	    {"tenant_id", tW},	   {"token_id", tokW_id}, {"station_id", st},
 	    {"pile_id", pile},	   {"connector_id", conn}, {"tariff_id", tariff},
 	    {"driver_id", drv},	   {"card_id", card},	  {"session_id", sess},
-	    {"alarm_id", alarm},   {"partner_id", partner}, {"note_id", note},
+	    {"alarm_id", alarm},   {"note_id", note},
 	};
 	int checked = 0;
 	/* deletions last, so the other operations find their objects */

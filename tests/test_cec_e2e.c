@@ -127,7 +127,8 @@ static void run_on_loop(void (*fn)(void *), void *arg)
 /* ---- the pile (what the YKC plugin does on the bus) ---- */
 
 static pthread_mutex_t pile_mu = PTHREAD_MUTEX_INITIALIZER;
-static char last_start_trade[40], last_cmd[16];
+static char last_start_trade[40], last_start_seq[40], last_cmd[16];
+static int64_t last_start_partner;
 static int starts, stops;
 
 static int pile_cmd(evcs_cmd_t *cmd, const evcs_command_t *c, void *ud)
@@ -137,6 +138,8 @@ static int pile_cmd(evcs_cmd_t *cmd, const evcs_command_t *c, void *ud)
 	snprintf(last_cmd, sizeof last_cmd, "%s", c->name);
 	if (!strcmp(c->name, "start")) {
 		snprintf(last_start_trade, sizeof last_start_trade, "%s", json_string_value(json_object_get(a, "trade_no")) ?: "");
+		snprintf(last_start_seq, sizeof last_start_seq, "%s", json_string_value(json_object_get(a, "partner_seq")) ?: "");
+		last_start_partner = json_integer_value(json_object_get(a, "partner_id"));
 		starts++;
 	} else if (!strcmp(c->name, "stop"))
 		stops++;
@@ -284,14 +287,28 @@ static int suite_init(void)
 	dbcfg.password = getenv("EVCS_DB_PASSWORD");
 	dbcfg.name = name;
 	dbcfg.connect_timeout_s = 3;
-	char err[512];
-	int from, to;
-	if (evcs_db_migrate(&dbcfg, TEST_SCHEMA_DIR, &from, &to, err, sizeof err) != 0) {
-		fprintf(stderr, "migrate: %s\n", err);
+	int pid = (int)getpid();
+	/* The configuration first: `evcsd --migrate` reads it to apply the core's migrations and
+	 * then the cec plugin's own (its tables). */
+	snprintf(partner_path, sizeof partner_path, "/tmp/evcs-cec-partners-%d.json", pid);
+	snprintf(conf_path, sizeof conf_path, "/tmp/evcs-cec-e2e-%d.conf", pid);
+	FILE *f = fopen(conf_path, "w");
+	fprintf(f,
+		"[core]\nlog_level = %s\nplugin_dir = %s\nschema_dir = " TEST_SCHEMA_DIR "\n[http]\nlisten = 127.0.0.1:0\n"
+		"[database]\nuser = %s\npassword = %s\nname = %s\n%s%s%s\nport = %s\nconnect_timeout = 3\n"
+		"[plugin cec]\npartner_file = %s\ncharge_status_interval = 0\nretry_base_ms = 100\n"
+		"retry_max_ms = 400\nrefresh_interval = 1\ncheck_hour = 0\ncommand_timeout_ms = 3000\n",
+		getenv("EVCS_TEST_LOG") ? getenv("EVCS_TEST_LOG") : "err", TEST_CEC_PLUGIN_DIR, user,
+		dbcfg.password ? dbcfg.password : "", name, sock && *sock ? "socket = " : "host = ",
+		sock && *sock ? sock : dbcfg.host, "", port && *port ? port : "3306", partner_path);
+	fclose(f);
+	char cmd[512];
+	snprintf(cmd, sizeof cmd, "EVCS_SCHEMA_DIR=" TEST_SCHEMA_DIR " " TEST_EVCSD " --migrate -c %s >/dev/null", conf_path);
+	if (system(cmd) != 0) {
+		fprintf(stderr, "%s failed\n", cmd);
 		return 1;
 	}
 	/* Fixtures: one tenant, three visible stations and a hidden one, one pile with two guns. */
-	int pid = (int)getpid();
 	tenant = sql_exec("INSERT INTO tenants (name) VALUES ('cec-e2e-%d')", pid);
 	st_a = sql_exec("INSERT INTO stations (tenant_id, name, address, area_code, lat_e6, lng_e6, service_tel, photos) "
 			"VALUES (%lld, '一号站', '浦东新区 1 号', '310115', 31230416, 121473701, '400-000', "
@@ -324,8 +341,7 @@ static int suite_init(void)
 	psim = cec_psim_start(&pc);
 	if (!psim)
 		return 1;
-	snprintf(partner_path, sizeof partner_path, "/tmp/evcs-cec-partners-%d.json", pid);
-	FILE *f = fopen(partner_path, "w");
+	f = fopen(partner_path, "w");
 	fprintf(f,
 		"{\"partners\":[{\"tenant_id\":%lld,\"name\":\"test partner\",\"operator_id\":\"%s\","
 		"\"our_operator_id\":\"%s\",\"base_url\":\"http://127.0.0.1:%d/p/\",\"operator_secret\":\"%s\","
@@ -335,17 +351,6 @@ static int suite_init(void)
 		"\"stations\":[%lld,%lld,%lld],\"profile\":\"cec2016\",\"profile_flags\":{\"token_ttl\":3}}]}",
 		(long long)tenant, PARTNER_ID, OUR_ID, cec_psim_port(psim), PSECRET, OSECRET, (long long)st_a,
 		(long long)extra_st[0], (long long)extra_st[1]);
-	fclose(f);
-	snprintf(conf_path, sizeof conf_path, "/tmp/evcs-cec-e2e-%d.conf", pid);
-	f = fopen(conf_path, "w");
-	fprintf(f,
-		"[core]\nlog_level = %s\nplugin_dir = %s\nschema_dir = " TEST_SCHEMA_DIR "\n[http]\nlisten = 127.0.0.1:0\n"
-		"[database]\nuser = %s\npassword = %s\nname = %s\n%s%s%s\nport = %s\nconnect_timeout = 3\n"
-		"[plugin cec]\npartner_file = %s\ncharge_status_interval = 0\nretry_base_ms = 100\n"
-		"retry_max_ms = 400\nrefresh_interval = 1\ncheck_hour = 0\ncommand_timeout_ms = 3000\n",
-		getenv("EVCS_TEST_LOG") ? getenv("EVCS_TEST_LOG") : "err", TEST_CEC_PLUGIN_DIR, user,
-		dbcfg.password ? dbcfg.password : "", name, sock && *sock ? "socket = " : "host = ",
-		sock && *sock ? sock : dbcfg.host, "", port && *port ? port : "3306", partner_path);
 	fclose(f);
 	cl.operator_id = PARTNER_ID;
 	cl.secret = PSECRET;
@@ -586,9 +591,25 @@ static void test_flow(void)
 	CU_ASSERT_EQUAL_FATAL(nstarts, 1);
 	CU_ASSERT_EQUAL(strlen(trade), 32);
 	CU_ASSERT_EQUAL(strncmp(trade, cid1, 16), 0);
-	int64_t sid = sql_exec("SELECT id FROM charging_sessions WHERE tenant_id = %lld AND partner_seq = '%s' AND "
-			       "trade_no = '%s' AND start_mode = 'partner' AND state = 'pending'",
-			       (long long)tenant, seq, trade);
+	/* the plugin recorded the partner's start in its own table before sending "start" */
+	int64_t ptid = sql_exec("SELECT id FROM cec_partners WHERE tenant_id = %lld AND operator_id = '%s'",
+				(long long)tenant, PARTNER_ID);
+	CU_ASSERT_FATAL(ptid > 0);
+	CU_ASSERT_EQUAL(sql_exec("SELECT COUNT(*) FROM cec_starts WHERE tenant_id = %lld AND partner_id = %lld AND "
+				 "partner_seq = '%s' AND trade_no = '%s' AND pile_id = %lld AND gun_no = 1",
+				 (long long)tenant, (long long)ptid, seq, trade, (long long)pile_id),
+			1);
+	/* "start" carries what the pile's owner opens the session with */
+	pthread_mutex_lock(&pile_mu);
+	CU_ASSERT_STRING_EQUAL(last_start_seq, seq);
+	CU_ASSERT_EQUAL(last_start_partner, ptid);
+	pthread_mutex_unlock(&pile_mu);
+	/* the session the YKC plugin opens for that command (session.create) */
+	int64_t sid = sql_exec("INSERT INTO charging_sessions (tenant_id, station_id, pile_id, connector_id, gun_no, "
+			       "trade_no, state, start_mode, partner_id, partner_seq) VALUES (%lld, %lld, %lld, %lld, 1, "
+			       "'%s', 'starting', 'partner', %lld, '%s')",
+			       (long long)tenant, (long long)st_a, (long long)pile_id, (long long)conn1, trade,
+			       (long long)ptid, seq);
 	CU_ASSERT_FATAL(sid > 0);
 
 	/* the same StartChargeSeq again: refused (FailReason 10) */
@@ -644,7 +665,6 @@ static void test_flow(void)
 
 	/* what the YKC plugin stores for the finished transaction (0x3B), then its events */
 	int64_t t_end = next_ts();
-	sql_exec("UPDATE charging_sessions SET state = 'starting' WHERE id = %lld", (long long)sid);
 	sql_exec("UPDATE charging_sessions SET state = 'charging', start_ms = %lld, tariff_id = %lld WHERE id = %lld",
 		 (long long)t0, (long long)tariff, (long long)sid);
 	sql_exec("UPDATE charging_sessions SET state = 'finished', end_ms = %lld, stop_requested_by = 'partner', "
@@ -703,7 +723,7 @@ static void test_flow(void)
 	CU_ASSERT_EQUAL(jdec(ss, "StationElectricity", 1), 25); /* 2.469 kWh -> 2.5 */
 	cec_call_clear(&r);
 	/* every push so far was acknowledged once: nothing left in the outbox */
-	CU_ASSERT_EQUAL(sql_exec("SELECT COUNT(*) FROM outbox WHERE tenant_id = %lld AND state <> 'done'", (long long)tenant), 0);
+	CU_ASSERT_EQUAL(sql_exec("SELECT COUNT(*) FROM cec_outbox WHERE tenant_id = %lld AND state <> 'done'", (long long)tenant), 0);
 }
 
 /* ---- outage, token loss and restart ------------------------------------------------------- */
@@ -748,7 +768,7 @@ static void test_outage(void)
 	sleep(2); /* several retries with the backoff capped at 400 ms */
 	CU_ASSERT(cec_psim_refused(psim, 503) >= 3);
 	CU_ASSERT_EQUAL(cec_psim_count(psim, "notification_stationStatus"), base);
-	CU_ASSERT_EQUAL(sql_exec("SELECT COUNT(*) FROM outbox WHERE tenant_id = %lld AND state = 'pending' AND "
+	CU_ASSERT_EQUAL(sql_exec("SELECT COUNT(*) FROM cec_outbox WHERE tenant_id = %lld AND state = 'pending' AND "
 				 "kind = 'notification_stationStatus'", (long long)tenant), 5);
 	/* the partner comes back having lost its tokens: our client gets 4002, renews, delivers */
 	cec_psim_forget_tokens(psim);
@@ -761,7 +781,7 @@ static void test_outage(void)
 	CU_ASSERT(cec_psim_refused(psim, 4002) >= 1);
 	CU_ASSERT(cec_psim_tokens_issued(psim) > issued);
 	usleep(300000);
-	CU_ASSERT_EQUAL(sql_exec("SELECT COUNT(*) FROM outbox WHERE tenant_id = %lld AND state <> 'done'", (long long)tenant), 0);
+	CU_ASSERT_EQUAL(sql_exec("SELECT COUNT(*) FROM cec_outbox WHERE tenant_id = %lld AND state <> 'done'", (long long)tenant), 0);
 }
 
 static void test_restart(void)
@@ -771,7 +791,7 @@ static void test_restart(void)
 	gun_status(2, 2, 1);
 	gun_status(2, 1, 0);
 	sleep(1);
-	CU_ASSERT_EQUAL(sql_exec("SELECT COUNT(*) FROM outbox WHERE tenant_id = %lld AND state = 'pending'", (long long)tenant), 2);
+	CU_ASSERT_EQUAL(sql_exec("SELECT COUNT(*) FROM cec_outbox WHERE tenant_id = %lld AND state = 'pending'", (long long)tenant), 2);
 	/* the daemon stops with two undelivered pushes and comes back */
 	core_down();
 	cec_psim_set_down(psim, false);
@@ -782,7 +802,7 @@ static void test_restart(void)
 	int want[2] = {2, 255}; /* core status 1 is a fault */
 	CU_ASSERT(status_seq_ok(base, want, 2));
 	usleep(300000);
-	CU_ASSERT_EQUAL(sql_exec("SELECT COUNT(*) FROM outbox WHERE tenant_id = %lld AND state <> 'done'", (long long)tenant), 0);
+	CU_ASSERT_EQUAL(sql_exec("SELECT COUNT(*) FROM cec_outbox WHERE tenant_id = %lld AND state <> 'done'", (long long)tenant), 0);
 }
 
 static void test_no_duplicates(void)

@@ -24,7 +24,6 @@
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
-#include <dlfcn.h>
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <mysql.h>
@@ -315,25 +314,34 @@ static int suite_init(void)
 	snprintf(q, sizeof q, "CREATE DATABASE `%s` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci", name);
 	int bad = mysql_query(m, q);
 	mysql_close(m);
-	int from, to;
-	if (bad || evcs_db_migrate(&dbcfg, TEST_SCHEMA_DIR, &from, &to, err, sizeof err) != 0) {
-		fprintf(stderr, "migrate: %s\n", err);
+	if (bad)
 		return 1;
-	}
-	/* the ykc plugin's own schema (ykc_records), compiled into ykc.so: the core starts a plugin
-	 * only when its migrations are applied (what `evcsd --migrate` does) */
-	char path[1024];
-	const evcs_plugin_info_t *info = NULL;
-	void *dl = NULL;
-	if (evcs_plugin_probe(TEST_YKC_PLUGIN_DIR, "ykc", NULL, path, sizeof path, &info, &dl, err, sizeof err) !=
-	    EVCS_OK) {
-		fprintf(stderr, "ykc.so: %s\n", err);
+	ykc_port = free_port();
+	snprintf(conf_path, sizeof conf_path, "/tmp/evcs-cec-ykc-%d.conf", (int)getpid());
+	FILE *f = fopen(conf_path, "w");
+	if (!f)
 		return 1;
-	}
-	int rc = evcs_db_migrate_plugin(&dbcfg, info->name, info->migrations, &from, &to, err, sizeof err);
-	dlclose(dl);
-	if (rc != 0) {
-		fprintf(stderr, "ykc migrations: %s\n", err);
+	fprintf(f,
+		"[core]\nlog_level = %s\nplugin_dir = %s:%s\nschema_dir = " TEST_SCHEMA_DIR "\n"
+		"[http]\nlisten = 127.0.0.1:0\n"
+		"[database]\nuser = %s\npassword = %s\nname = %s\n%s%s\nport = %s\nconnect_timeout = 3\npool = 4\n"
+		"[api]\nbootstrap_token = " BOOT "\n"
+		/* The ykc plugin's clock is UTC here while the CEC plugin numbers orders in China time, so
+		 * a trade number the ykc plugin made up itself could never pass for the partner's. */
+		"[plugin ykc]\nlisten = 127.0.0.1:%d/1.6\nutc_offset_min = 0\noffline_after_ms = 600000\n"
+		"start_timeout_ms = 10000\n"
+		"command_timeout_ms = 10000\n"
+		"[plugin cec]\ncharge_status_interval = 0\nretry_base_ms = 100\nretry_max_ms = 400\n"
+		"refresh_interval = 1\ncheck_hour = -1\ncommand_timeout_ms = 10000\n",
+		env("EVCS_TEST_LOG") ? env("EVCS_TEST_LOG") : "err", TEST_YKC_PLUGIN_DIR, TEST_CEC_PLUGIN_DIR, user,
+		dbcfg.password ? dbcfg.password : "", name, sock ? "socket = " : "host = ", sock ? sock : dbcfg.host,
+		port ? port : "3306", ykc_port);
+	fclose(f);
+	/* `evcsd --migrate`: the core's schema, then each configured plugin's own tables (ykc_records,
+	 * the cec_* tables): the core starts a plugin only when its migrations are applied */
+	snprintf(q, sizeof q, "EVCS_SCHEMA_DIR=" TEST_SCHEMA_DIR " " TEST_EVCSD " --migrate -c %s >/dev/null", conf_path);
+	if (system(q) != 0) {
+		fprintf(stderr, "%s failed\n", q);
 		return 1;
 	}
 	/* One tenant with a visible and a hidden station and a tariff: sharp 1.20 + 0.80, peak
@@ -359,27 +367,6 @@ static int suite_init(void)
 	psim = cec_psim_start(&pc);
 	if (!psim)
 		return 1;
-	ykc_port = free_port();
-	snprintf(conf_path, sizeof conf_path, "/tmp/evcs-cec-ykc-%d.conf", (int)getpid());
-	FILE *f = fopen(conf_path, "w");
-	if (!f)
-		return 1;
-	fprintf(f,
-		"[core]\nlog_level = %s\nplugin_dir = %s:%s\nschema_dir = " TEST_SCHEMA_DIR "\n"
-		"[http]\nlisten = 127.0.0.1:0\n"
-		"[database]\nuser = %s\npassword = %s\nname = %s\n%s%s\nport = %s\nconnect_timeout = 3\npool = 4\n"
-		"[api]\nbootstrap_token = " BOOT "\n"
-		/* The ykc plugin's clock is UTC here while the CEC plugin numbers orders in China time, so
-		 * a trade number the ykc plugin made up itself could never pass for the partner's. */
-		"[plugin ykc]\nlisten = 127.0.0.1:%d/1.6\nutc_offset_min = 0\noffline_after_ms = 600000\n"
-		"start_timeout_ms = 10000\n"
-		"command_timeout_ms = 10000\n"
-		"[plugin cec]\ncharge_status_interval = 0\nretry_base_ms = 100\nretry_max_ms = 400\n"
-		"refresh_interval = 1\ncheck_hour = -1\ncommand_timeout_ms = 10000\n",
-		env("EVCS_TEST_LOG") ? env("EVCS_TEST_LOG") : "err", TEST_YKC_PLUGIN_DIR, TEST_CEC_PLUGIN_DIR, user,
-		dbcfg.password ? dbcfg.password : "", name, sock ? "socket = " : "host = ", sock ? sock : dbcfg.host,
-		port ? port : "3306", ykc_port);
-	fclose(f);
 	if (evcs_core_start(&core, conf_path, err, sizeof err) < 0) {
 		fprintf(stderr, "core start: %s\n", err);
 		return 1;
@@ -414,39 +401,49 @@ static int suite_clean(void)
 
 static void test_profile_keys_match_plugin(void)
 {
-	/* The API's list of settable profile keys (core) is the plugin's, both ways. */
+	/* Every key the protocol library knows is settable through the operator API with its
+	 * kind, and nothing else is. */
+	json_t *prof = json_object();
 	size_t n = 0;
-	for (const char *k; (k = evcs_cec_profile_key_at(n)); n++) {
-		cec_profile_t p;
-		char e[128];
-		evcs_cec_profile_default(&p);
-		int r = evcs_cec_profile_set(&p, k, !strcmp(k, "energy_decimals") ? "2" : "1", e, sizeof e);
-		if (r)
-			fprintf(stderr, "core key %s: %s\n", k, e);
-		CU_ASSERT_EQUAL(r, 0);
+	for (const char *k; (k = evcs_cec_profile_key_name(n)); n++) {
+		char kind = evcs_cec_profile_key_kind(n);
+		json_object_set_new(prof, k, kind == 'b' ? json_true() : json_integer(!strcmp(k, "energy_decimals") ? 3 : 7));
 	}
-	size_t m = 0;
-	for (const char *k; (k = evcs_cec_profile_key_name(m)); m++) {
-		/* a numeric key refuses the boolean, but as a known key of the wrong type */
-		json_t *o = json_pack("{s:b}", k, 1);
-		char f[96], e[192];
-		int known = evcs_cec_profile_check(o, f, sizeof f, e, sizeof e) == 0 || !strstr(e, "unknown");
-		if (!known)
-			fprintf(stderr, "plugin key %s not settable through the API\n", k);
-		CU_ASSERT(known);
+	CU_ASSERT(n > 20);
+	json_object_set_new(prof, "preset", json_string("orise"));
+	json_t *o = NULL;
+	CU_ASSERT_EQUAL_FATAL(api("POST", "/api/v1/partners",
+				  json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o}", "name", "keys", "operator_id",
+					    "KEYTEST01", "our_operator_id", OUR_ID, "operator_secret", "x", "data_secret",
+					    IN_DATA, "data_secret_iv", IN_IV, "sig_secret", "y", "profile", prof),
+				  &o),
+			      201);
+	long long id = jint(o, "id");
+	CU_ASSERT_EQUAL(json_object_size(json_object_get(o, "profile")), n + 1);
+	json_decref(o);
+	char path[128];
+	snprintf(path, sizeof path, "/api/v1/partners/%lld", id);
+	for (size_t i = 0; i < n; i++) {
+		/* the wrong kind is refused, naming the key */
+		const char *k = evcs_cec_profile_key_name(i);
+		char kind = evcs_cec_profile_key_kind(i);
+		o = NULL;
+		CU_ASSERT_EQUAL(api("PATCH", path, json_pack("{s:{s:s}}", "profile", k, kind == 'b' ? "yes" : "7"), &o), 400);
+		char want[96];
+		snprintf(want, sizeof want, "profile.%s", k);
+		const char *field = json_string_value(json_object_get(json_object_get(o, "error"), "field"));
+		CU_ASSERT(field && !strcmp(field, want));
 		json_decref(o);
 	}
-	CU_ASSERT_EQUAL(n, m);
+	o = NULL;
+	CU_ASSERT_EQUAL(api("PATCH", path, json_pack("{s:{s:b}}", "profile", "no_such_key", 1), &o), 400);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(json_object_get(o, "error"), "field")) ?: "",
+			       "profile.no_such_key");
+	json_decref(o);
 	static const char *const presets[] = {"cec2016", "orise", "xj", "cjv", "sh"};
-	for (size_t i = 0; i < 5; i++) {
-		cec_profile_t p;
-		evcs_cec_profile_default(&p);
-		CU_ASSERT_EQUAL(evcs_cec_profile_preset(&p, presets[i]), 0);
-		json_t *o = json_pack("{s:s}", "preset", presets[i]);
-		char f[96], e[192];
-		CU_ASSERT_EQUAL(evcs_cec_profile_check(o, f, sizeof f, e, sizeof e), 0);
-		json_decref(o);
-	}
+	for (size_t i = 0; i < 5; i++)
+		CU_ASSERT_EQUAL(api("PATCH", path, json_pack("{s:{s:s}}", "profile", "preset", presets[i]), NULL), 200);
+	CU_ASSERT_EQUAL(api("DELETE", path, NULL, NULL), 204);
 }
 
 static void test_partner_from_api_served_after_refresh(void)
@@ -714,7 +711,7 @@ static void test_start_status_stop_order(void)
 	CU_ASSERT_EQUAL(jdec(c.data, "TotalMoney", 2), 525);
 	cec_call_clear(&c);
 	/* every push was acknowledged */
-	snprintf(q, sizeof q, "SELECT COUNT(*) FROM outbox WHERE tenant_id = %lld AND state <> 'done'", tenant);
+	snprintf(q, sizeof q, "SELECT COUNT(*) FROM cec_outbox WHERE tenant_id = %lld AND state <> 'done'", tenant);
 	CU_ASSERT_EQUAL(wait_sql(0, 5000, q), 0);
 }
 

@@ -12,11 +12,13 @@
  * the failed-login limit (3 per minute) hit only the test that means to hit them.
  * No timing assertions: every wait is a bounded loop for a condition; "nothing was answered" is
  * shown with a barrier frame sent after it on the same connection where the server is synchronous.
+ * The device-command tests are in test_ykc_e2e_cmds.c (shared helpers: ykc_e2e.h).
  */
 #include "core.h"
 #include "db.h"
 #include "store.h"
 #include "testutil.h"
+#include "ykc_e2e.h"
 #include "ykc_pile.h"
 
 #include <arpa/inet.h>
@@ -46,39 +48,30 @@
 #endif
 
 
-#define PILE_A "32010600019236"
-#define PILE_B "32010600019237"
-#define PILE_C "32010600019238"  /* 1.6, three guns, connects from 127.0.0.2 */
-#define PILE_UNKNOWN "99999999999999"
-#define PILE_FLOOD "88888888888888"
 
-static evcs_core_t core;
-static int core_up;
-static evcs_db_config_t cfg;
-static MYSQL *my;
-static char conf_path[256];
-static int port15, port16;
-static int64_t tenant_id, pile_a_id, pile_b_id, pile_c_id, tariff_id;
-static struct ykc_pile pa, pb, pa2, pc;
-static struct ykc_pile *keepalive[4];
-static int n_online_ev, n_offline_ev;
-static char trade1[33];
-static int64_t session1;
+evcs_core_t core;
+int core_up;
+evcs_db_config_t cfg;
+MYSQL *my;
+char conf_path[256];
+int port15, port16;
+int64_t tenant_id, pile_a_id, pile_b_id, pile_c_id, tariff_id;
+struct ykc_pile pa, pb, pa2, pc;
+struct ykc_pile *keepalive[4];
+int n_online_ev, n_offline_ev;
+char trade1[33];
+int64_t session1;
 /* events about pile C, counted by on_bus_c */
-static int n_c_gun_status, n_c_fault, n_c_online, n_c_offline;
-static char c_fault_frame[8];
-static long long c_fault_code;
-static int c_fault_gun;
+int n_c_gun_status, n_c_fault, n_c_online, n_c_offline;
+char c_fault_frame[8];
+long long c_fault_code;
+int c_fault_gun;
 /* TRANSACTION_CLOSED / SESSION_STOPPED per trade number (on_bus_closed) */
-struct closed_count {
-	char trade[33];
-	int closed, stopped;
-};
 static struct closed_count closed_counts[16];
 
 /* ---- loop, database helpers ---------------------------------------------------------------- */
 
-static void pump(void *ud)
+void pump(void *ud)
 {
 	(void)ud;
 	struct timeval tv = {0, 3000};
@@ -91,14 +84,14 @@ static void pump(void *ud)
 		}
 }
 
-static void run_ms(int ms)
+void run_ms(int ms)
 {
 	long long end = ykc_pile_now_ms() + ms;
 	while (ykc_pile_now_ms() < end)
 		pump(NULL);
 }
 
-static int db_reconnect(void)
+int db_reconnect(void)
 {
 	if (my && mysql_ping(my) == 0)
 		return 0;
@@ -111,8 +104,8 @@ static int db_reconnect(void)
 	return my ? 0 : -1;
 }
 
-static int sql(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sql(const char *fmt, ...)
+int sql(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int sql(const char *fmt, ...)
 {
 	char q[4096];
 	va_list ap;
@@ -132,7 +125,7 @@ static int sql(const char *fmt, ...)
 }
 
 /* First column of the first row as an integer; -1 when no row or NULL; -2 on error. */
-static long long vqint(const char *fmt, va_list ap)
+long long vqint(const char *fmt, va_list ap)
 {
 	char q[4096];
 	vsnprintf(q, sizeof q, fmt, ap);
@@ -152,8 +145,8 @@ static long long vqint(const char *fmt, va_list ap)
 	return v;
 }
 
-static long long qint(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static long long qint(const char *fmt, ...)
+long long qint(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+long long qint(const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -163,9 +156,9 @@ static long long qint(const char *fmt, ...)
 }
 
 /* Poll a number (running the loop) until it equals want or timeout_ms passes; returns it. */
-static long long wait_count(long long want, int timeout_ms, const char *fmt, ...)
+long long wait_count(long long want, int timeout_ms, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-static long long wait_count(long long want, int timeout_ms, const char *fmt, ...)
+long long wait_count(long long want, int timeout_ms, const char *fmt, ...)
 {
 	long long end = ykc_pile_now_ms() + timeout_ms, v;
 	for (;;) {
@@ -179,8 +172,8 @@ static long long wait_count(long long want, int timeout_ms, const char *fmt, ...
 	}
 }
 
-static int qstr(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int qstr(char *out, size_t cap, const char *fmt, ...)
+int qstr(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int qstr(char *out, size_t cap, const char *fmt, ...)
 {
 	char q[4096];
 	va_list ap;
@@ -200,7 +193,7 @@ static int qstr(char *out, size_t cap, const char *fmt, ...)
 	return ok ? 0 : -1;
 }
 
-static int free_port(void)
+int free_port(void)
 {
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 	struct sockaddr_in sa = {.sin_family = AF_INET};
@@ -216,7 +209,7 @@ static int free_port(void)
 	return ntohs(sa.sin_port);
 }
 
-static int on_bus(const evcs_event_t *ev, void *ud)
+int on_bus(const evcs_event_t *ev, void *ud)
 {
 	if (ev->pile && !strcmp(ev->pile, PILE_B)) {
 		if (ev->type == EVCS_EV_PILE_ONLINE)
@@ -227,7 +220,7 @@ static int on_bus(const evcs_event_t *ev, void *ud)
 	return EVCS_OK;
 }
 
-static int on_bus_c(const evcs_event_t *ev, void *ud)
+int on_bus_c(const evcs_event_t *ev, void *ud)
 {
 	if (!ev->pile || strcmp(ev->pile, PILE_C) != 0)
 		return EVCS_OK;
@@ -251,7 +244,7 @@ static int on_bus_c(const evcs_event_t *ev, void *ud)
 	return EVCS_OK;
 }
 
-static struct closed_count *closed_of(const char *trade)
+struct closed_count *closed_of(const char *trade)
 {
 	for (size_t i = 0; i < sizeof closed_counts / sizeof *closed_counts; i++)
 		if (!strcmp(closed_counts[i].trade, trade))
@@ -261,7 +254,7 @@ static struct closed_count *closed_of(const char *trade)
 
 /* Counts the session-end events per trade number. The core publishes them once per stored
  * close; a plugin that published them too would show up as a second one. */
-static int on_bus_closed(const evcs_event_t *ev, void *ud)
+int on_bus_closed(const evcs_event_t *ev, void *ud)
 {
 	(void)ud;
 	const char *trade = NULL;
@@ -285,14 +278,14 @@ static int on_bus_closed(const evcs_event_t *ev, void *ud)
 	return EVCS_OK;
 }
 
-static int n_closed(const char *trade)
+int n_closed(const char *trade)
 {
 	struct closed_count *c = closed_of(trade);
 	return c ? c->closed : 0;
 }
 
 /* Run the loop until *counter reaches want or timeout_ms passes; returns the counter. */
-static int wait_int(const int *counter, int want, int timeout_ms)
+int wait_int(const int *counter, int want, int timeout_ms)
 {
 	long long end = ykc_pile_now_ms() + timeout_ms;
 	while (*counter < want && ykc_pile_now_ms() < end)
@@ -301,7 +294,7 @@ static int wait_int(const int *counter, int want, int timeout_ms)
 }
 
 /* Current value of a metric line ("name{labels}"), 0 when not registered yet. */
-static long long metric(const char *name)
+long long metric(const char *name)
 {
 	struct evbuffer *b = evbuffer_new();
 	if (!b)
@@ -327,13 +320,8 @@ static long long metric(const char *name)
 
 /* ---- commands ------------------------------------------------------------------------------ */
 
-struct cmd_res {
-	int done;
-	int status;
-	char json[2048];
-};
 
-static void cmd_done(int status, const char *json, void *ud)
+void cmd_done(int status, const char *json, void *ud)
 {
 	struct cmd_res *r = ud;
 	r->done = 1;
@@ -341,7 +329,7 @@ static void cmd_done(int status, const char *json, void *ud)
 	snprintf(r->json, sizeof r->json, "%s", json ? json : "");
 }
 
-static int send_cmd(const char *pile, const char *name, int gun, const char *args, struct cmd_res *r)
+int send_cmd(const char *pile, const char *name, int gun, const char *args, struct cmd_res *r)
 {
 	memset(r, 0, sizeof *r);
 	evcs_command_t c = {.size = sizeof c, .tenant_id = tenant_id, .pile = pile, .gun = gun,
@@ -349,7 +337,7 @@ static int send_cmd(const char *pile, const char *name, int gun, const char *arg
 	return evcs_bus_command_send(core.bus, &c, 20000, cmd_done, r, "test");
 }
 
-static int wait_cmd(struct cmd_res *r, int ms)
+int wait_cmd(struct cmd_res *r, int ms)
 {
 	long long end = ykc_pile_now_ms() + ms;
 	while (!r->done && ykc_pile_now_ms() < end)
@@ -359,7 +347,7 @@ static int wait_cmd(struct cmd_res *r, int ms)
 
 /* ---- set-up --------------------------------------------------------------------------------- */
 
-static const char *env(const char *k) { return getenv(k) && *getenv(k) ? getenv(k) : NULL; }
+const char *env(const char *k) { return getenv(k) && *getenv(k) ? getenv(k) : NULL; }
 
 static int suite_init(void)
 {
@@ -1166,499 +1154,12 @@ static void test_tariff_change_pushed(void)
 
 /* ---- device management on a 1.6 pile (pile C), through evcs_bus_command_send ------------- */
 
-static int gun_no_of(const char *g) { return (g[0] - '0') * 10 + (g[1] - '0'); }
 
-static const char *sv(json_t *v)
-{
-	const char *s = json_string_value(v);
-	return s ? s : "(not a string)";
-}
-
-static json_t *jfield(json_t *root, const char *k) { return json_object_get(json_object_get(root, "fields"), k); }
-
-/* Command to `pile`, then the frame of `type` it makes the server send to p. */
-static int cmd_to(struct ykc_pile *p, const char *pile, const char *name, int gun, const char *args,
-		  uint8_t type, struct evcs_ykc_msg *m, struct ykc_rx *rx, struct cmd_res *cr)
-{
-	if (send_cmd(pile, name, gun, args, cr) != EVCS_OK)
-		return -1;
-	return ykc_pile_wait(p, type, 5000, m, rx);
-}
-
-/* The pile answers (echoing seq); waits for the done callback and returns its parsed JSON
- * (NULL when it never came or is not JSON). */
-static json_t *answer_and_wait(struct ykc_pile *p, const struct evcs_ykc_msg *a, const uint8_t seq[2],
-			       struct cmd_res *cr)
-{
-	if (ykc_pile_send(p, a, seq) <= 0 || !wait_cmd(cr, 5000))
-		return NULL;
-	return json_loads(cr->json, 0, NULL);
-}
-
-/* Seconds between a CP56 time and the chargers' wall clock now (UTC+8, utc_offset_min). */
-static long long cp56_skew_s(const struct evcs_ykc_cp56 *t)
-{
-	struct tm tm;
-	unsigned ms;
-	evcs_ykc_cp56_to_tm(t, &tm, &ms);
-	long long d = (long long)timegm(&tm) - ((long long)time(NULL) + 480 * 60);
-	return d < 0 ? -d : d;
-}
-
-static void pile_result_msg(struct evcs_ykc_msg *m, uint8_t type, const char *pile, int result)
-{
-	memset(m, 0, sizeof *m);
-	m->type = type;
-	memcpy(m->u.pile_result.pile, pile, 15);
-	m->u.pile_result.result = (uint8_t)result;
-}
-
-static void test_v16_pile_login_and_daily_sync(void)
-{
-	struct evcs_ykc_msg m, r;
-	CU_ASSERT_FATAL(ykc_pile_connect_from(&pc, "127.0.0.2", port16, PILE_C, EVCS_YKC_CRC_LE, pump, NULL) == 0);
-	ykc_msg_login(&pc, &m, 3, 16);
-	CU_ASSERT_FATAL(ykc_pile_send(&pc, &m, NULL) > 0);
-	CU_ASSERT_FATAL(ykc_pile_wait(&pc, 0x02, 5000, &r, NULL) == 0);
-	CU_ASSERT_EQUAL(r.u.pile_result.result, 0);
-	CU_ASSERT_FATAL(ykc_pile_wait(&pc, 0x56, 3000, &r, NULL) == 0);
-	CU_ASSERT_STRING_EQUAL(r.u.time_sync.pile, PILE_C);
-	CU_ASSERT(cp56_skew_s(&r.u.time_sync.time) <= 120);
-	CU_ASSERT_EQUAL(n_c_online, 1);
-	CU_ASSERT_EQUAL(qint("SELECT COUNT(*) FROM connectors WHERE pile_id = %lld", (long long)pile_c_id), 3);
-	/* the periodic re-sync ("daily"; 3 s here) comes without being asked */
-	pc.hb_ms = 800;
-	CU_ASSERT_FATAL(ykc_pile_wait(&pc, 0x56, 8000, &r, NULL) == 0);
-	CU_ASSERT_STRING_EQUAL(r.u.time_sync.pile, PILE_C);
-	CU_ASSERT(cp56_skew_s(&r.u.time_sync.time) <= 120);
-	keepalive[2] = &pc;
-}
-
-static void test_cmd_set_tariff(void)
-{
-	struct evcs_ykc_msg m, r;
-	struct ykc_rx rx;
-	struct cmd_res cr;
-	char args[1024], slots[256] = "";
-	for (int i = 0; i < 48; i++)
-		snprintf(slots + strlen(slots), sizeof slots - strlen(slots), "%s%d", i ? "," : "", i % 4);
-	snprintf(args, sizeof args,
-		 "{\"tariff\":{\"model\":\"0007\",\"sharp_elec_rate\":111110,\"sharp_service_rate\":22220,"
-		 "\"peak_elec_rate\":33330,\"peak_service_rate\":44440,\"flat_elec_rate\":55550,"
-		 "\"flat_service_rate\":66660,\"valley_elec_rate\":77770,\"valley_service_rate\":88880,"
-		 "\"slots\":[%s]}}",
-		 slots);
-	/* refused first: the pile answers 0x57 result 0 */
-	CU_ASSERT_FATAL(cmd_to(&pc, PILE_C, "set_tariff", 0, args, 0x58, &r, &rx, &cr) == 0);
-	const struct evcs_ykc_tariff *t = &r.u.tariff;
-	CU_ASSERT_STRING_EQUAL(t->pile, PILE_C);
-	CU_ASSERT_STRING_EQUAL(t->model, "0007");
-	CU_ASSERT_EQUAL(t->sharp_elec_rate, 111110);
-	CU_ASSERT_EQUAL(t->sharp_service_rate, 22220);
-	CU_ASSERT_EQUAL(t->peak_elec_rate, 33330);
-	CU_ASSERT_EQUAL(t->peak_service_rate, 44440);
-	CU_ASSERT_EQUAL(t->flat_elec_rate, 55550);
-	CU_ASSERT_EQUAL(t->flat_service_rate, 66660);
-	CU_ASSERT_EQUAL(t->valley_elec_rate, 77770);
-	CU_ASSERT_EQUAL(t->valley_service_rate, 88880);
-	CU_ASSERT_EQUAL(t->loss_ratio, 0);
-	int slots_ok = 1;
-	for (int i = 0; i < 48; i++)
-		slots_ok &= t->slots[i] == i % 4;
-	CU_ASSERT(slots_ok);
-	CU_ASSERT_FALSE(cr.done);
-	pile_result_msg(&m, 0x57, PILE_C, 0);
-	json_t *j = answer_and_wait(&pc, &m, rx.seq, &cr);
-	CU_ASSERT_EQUAL(cr.status, EVCS_EREFUSED);
-	CU_ASSERT_STRING_EQUAL(sv(json_object_get(j, "frame")), "0x57");
-	CU_ASSERT_EQUAL(json_integer_value(jfield(j, "result")), 0);
-	json_decref(j);
-	/* again, without arguments (the model the pile now has on file), accepted */
-	CU_ASSERT_FATAL(cmd_to(&pc, PILE_C, "set_tariff", 0, NULL, 0x58, &r, &rx, &cr) == 0);
-	CU_ASSERT_STRING_EQUAL(r.u.tariff.model, "0007");
-	pile_result_msg(&m, 0x57, PILE_C, 1);
-	j = answer_and_wait(&pc, &m, rx.seq, &cr);
-	CU_ASSERT_EQUAL(cr.status, EVCS_OK);
-	CU_ASSERT_STRING_EQUAL(sv(json_object_get(j, "frame")), "0x57");
-	CU_ASSERT_STRING_EQUAL(sv(json_object_get(j, "name")), "tariff_set_reply");
-	CU_ASSERT_STRING_EQUAL(sv(jfield(j, "pile")), PILE_C);
-	CU_ASSERT_EQUAL(json_integer_value(jfield(j, "result")), 1);
-	json_decref(j);
-	/* the pile holds 0007 now: its 0x05 is answered "same" */
-	memset(&m, 0, sizeof m);
-	m.type = 0x05;
-	memcpy(m.u.model.pile, PILE_C, 15);
-	memcpy(m.u.model.model, "0007", 5);
-	CU_ASSERT_FATAL(ykc_pile_send(&pc, &m, NULL) > 0);
-	CU_ASSERT_FATAL(ykc_pile_wait(&pc, 0x06, 3000, &r, NULL) == 0);
-	CU_ASSERT_EQUAL(r.u.model.result, 0);
-	/* and an idle report does not push the accepted model a second time: the heartbeat
-	 * sent after it is answered with no 0x58 queued before its answer */
-	keepalive[2] = NULL;
-	pc.hb_ms = 0;
-	ykc_pile_flush(&pc, 0);
-	ykc_msg_realtime(&pc, &m, 1, "00000000000000000000000000000000", 2, 0, 0);
-	CU_ASSERT_FATAL(ykc_pile_send(&pc, &m, NULL) > 0);
-	ykc_msg_heartbeat(&pc, &m, 1);
-	const uint8_t hseq[2] = {0x5A, 0x01};
-	CU_ASSERT_FATAL(ykc_pile_send(&pc, &m, hseq) > 0);
-	CU_ASSERT_FATAL(ykc_pile_wait(&pc, 0x04, 3000, NULL, &rx) == 0);
-	CU_ASSERT(rx.seq[0] == 0x5A && rx.seq[1] == 0x01);
-	CU_ASSERT(ykc_pile_wait(&pc, 0x58, 0, NULL, NULL) < 0);
-	pc.hb_ms = 800;
-	keepalive[2] = &pc;
-}
-
-static void test_cmd_reboot(void)
-{
-	struct evcs_ykc_msg m, r;
-	struct ykc_rx rx;
-	struct cmd_res cr;
-	CU_ASSERT_FATAL(cmd_to(&pc, PILE_C, "reboot", 0, "{\"control\":2}", 0x92, &r, &rx, &cr) == 0);
-	CU_ASSERT_STRING_EQUAL(r.u.reboot.pile, PILE_C);
-	CU_ASSERT_EQUAL(r.u.reboot.control, 2);
-	pile_result_msg(&m, 0x91, PILE_C, 1);
-	json_t *j = answer_and_wait(&pc, &m, rx.seq, &cr);
-	CU_ASSERT_EQUAL(cr.status, EVCS_OK);
-	CU_ASSERT_STRING_EQUAL(sv(json_object_get(j, "frame")), "0x91");
-	CU_ASSERT_STRING_EQUAL(sv(json_object_get(j, "name")), "reboot_reply");
-	CU_ASSERT_EQUAL(json_integer_value(jfield(j, "result")), 1);
-	json_decref(j);
-	/* default control 1 (now); the pile refuses */
-	CU_ASSERT_FATAL(cmd_to(&pc, PILE_C, "reboot", 0, NULL, 0x92, &r, &rx, &cr) == 0);
-	CU_ASSERT_EQUAL(r.u.reboot.control, 1);
-	pile_result_msg(&m, 0x91, PILE_C, 0);
-	j = answer_and_wait(&pc, &m, rx.seq, &cr);
-	CU_ASSERT_EQUAL(cr.status, EVCS_EREFUSED);
-	CU_ASSERT_EQUAL(json_integer_value(jfield(j, "result")), 0);
-	json_decref(j);
-}
-
-static void test_cmd_time_sync(void)
-{
-	struct evcs_ykc_msg m, r;
-	struct ykc_rx rx;
-	struct cmd_res cr;
-	ykc_pile_flush(&pc, 0x56);
-	CU_ASSERT_FATAL(cmd_to(&pc, PILE_C, "time_sync", 0, NULL, 0x56, &r, &rx, &cr) == 0);
-	CU_ASSERT_STRING_EQUAL(r.u.time_sync.pile, PILE_C);
-	CU_ASSERT(cp56_skew_s(&r.u.time_sync.time) <= 120);
-	memset(&m, 0, sizeof m);
-	m.type = 0x55;
-	memcpy(m.u.time_sync.pile, PILE_C, 15);
-	m.u.time_sync.time = r.u.time_sync.time;
-	char want[40];
-	evcs_ykc_cp56_format(&r.u.time_sync.time, want, sizeof want);
-	json_t *j = answer_and_wait(&pc, &m, rx.seq, &cr);
-	CU_ASSERT_EQUAL(cr.status, EVCS_OK);
-	CU_ASSERT_STRING_EQUAL(sv(json_object_get(j, "frame")), "0x55");
-	CU_ASSERT_STRING_EQUAL(sv(jfield(j, "pile")), PILE_C);
-	CU_ASSERT_STRING_EQUAL(sv(jfield(j, "time")), want);
-	json_decref(j);
-}
-
-static void test_cmd_read_realtime(void)
-{
-	struct evcs_ykc_msg m, r;
-	struct ykc_rx rx;
-	struct cmd_res cr;
-	CU_ASSERT_FATAL(cmd_to(&pc, PILE_C, "read_realtime", 3, NULL, 0x12, &r, &rx, &cr) == 0);
-	CU_ASSERT_STRING_EQUAL(r.u.pile_gun.pile, PILE_C);
-	CU_ASSERT_STRING_EQUAL(r.u.pile_gun.gun, "03");
-	ykc_msg_realtime(&pc, &m, 3, "00000000000000000000000000000000", 2, 0, 0);
-	m.u.realtime.gun_temp_c = 41;
-	json_t *j = answer_and_wait(&pc, &m, rx.seq, &cr);
-	CU_ASSERT_EQUAL(cr.status, EVCS_OK);
-	CU_ASSERT_STRING_EQUAL(sv(json_object_get(j, "frame")), "0x13");
-	CU_ASSERT_STRING_EQUAL(sv(jfield(j, "gun")), "03");
-	CU_ASSERT_EQUAL(json_integer_value(jfield(j, "status")), 2);
-	CU_ASSERT_EQUAL(json_integer_value(jfield(j, "gun_temp_c")), 41);
-	json_decref(j);
-	CU_ASSERT_EQUAL(wait_count(2, 3000, "SELECT status FROM connectors WHERE pile_id = %lld AND gun_no = 3",
-				   (long long)pile_c_id), 2);
-}
-
-static void test_cmd_work_params(void)
-{
-	struct evcs_ykc_msg m, r;
-	struct ykc_rx rx;
-	struct cmd_res cr;
-	CU_ASSERT_FATAL(cmd_to(&pc, PILE_C, "work_params", 0, "{\"disabled\":true,\"max_power_pct\":60}", 0x52, &r,
-			       &rx, &cr) == 0);
-	CU_ASSERT_STRING_EQUAL(r.u.work_params.pile, PILE_C);
-	CU_ASSERT_EQUAL(r.u.work_params.disabled, 1);
-	CU_ASSERT_EQUAL(r.u.work_params.max_power_pct, 60);
-	pile_result_msg(&m, 0x51, PILE_C, 1);
-	json_t *j = answer_and_wait(&pc, &m, rx.seq, &cr);
-	CU_ASSERT_EQUAL(cr.status, EVCS_OK);
-	CU_ASSERT_STRING_EQUAL(sv(json_object_get(j, "frame")), "0x51");
-	CU_ASSERT_EQUAL(json_integer_value(jfield(j, "result")), 1);
-	json_decref(j);
-	/* out of range: refused before anything is sent */
-	CU_ASSERT_FATAL(send_cmd(PILE_C, "work_params", 0, "{\"max_power_pct\":150}", &cr) == EVCS_OK);
-	CU_ASSERT_FATAL(wait_cmd(&cr, 3000));
-	CU_ASSERT_EQUAL(cr.status, EVCS_EINVAL);
-}
-
-static void test_cmd_upgrade(void)
-{
-	struct evcs_ykc_msg m, r;
-	struct ykc_rx rx;
-	struct cmd_res cr;
-	CU_ASSERT_FATAL(cmd_to(&pc, PILE_C, "upgrade", 0,
-			       "{\"server\":\"10.0.0.9\",\"port\":2121,\"user\":\"ftpuser\",\"password\":\"s3cret\","
-			       "\"path\":\"/fw/ykc-2.0.bin\",\"pile_model\":1,\"power_kw\":120,\"control\":2,"
-			       "\"timeout_min\":15}",
-			       0x94, &r, &rx, &cr) == 0);
-	const struct evcs_ykc_upgrade *u = &r.u.upgrade;
-	CU_ASSERT_STRING_EQUAL(u->pile, PILE_C);
-	CU_ASSERT_STRING_EQUAL(u->server, "10.0.0.9");
-	CU_ASSERT_EQUAL(u->port, 2121);
-	CU_ASSERT_STRING_EQUAL(u->user, "ftpuser");
-	CU_ASSERT_STRING_EQUAL(u->password, "s3cret");
-	CU_ASSERT_STRING_EQUAL(u->path, "/fw/ykc-2.0.bin");
-	CU_ASSERT_EQUAL(u->pile_model, 1);
-	CU_ASSERT_EQUAL(u->power_kw, 120);
-	CU_ASSERT_EQUAL(u->control, 2);
-	CU_ASSERT_EQUAL(u->timeout_min, 15);
-	memset(&m, 0, sizeof m);
-	m.type = 0x93;
-	memcpy(m.u.upgrade_reply.pile, PILE_C, 15);
-	m.u.upgrade_reply.status = 0; /* success */
-	json_t *j = answer_and_wait(&pc, &m, rx.seq, &cr);
-	CU_ASSERT_EQUAL(cr.status, EVCS_OK);
-	CU_ASSERT_STRING_EQUAL(sv(json_object_get(j, "frame")), "0x93");
-	CU_ASSERT_EQUAL(json_integer_value(jfield(j, "status")), 0);
-	json_decref(j);
-	/* status 2: the image does not match the pile model -> a failed answer */
-	CU_ASSERT_FATAL(cmd_to(&pc, PILE_C, "upgrade", 0, "{\"server\":\"10.0.0.9\",\"path\":\"/x.bin\"}", 0x94, &r,
-			       &rx, &cr) == 0);
-	CU_ASSERT_EQUAL(r.u.upgrade.control, 1);
-	CU_ASSERT_EQUAL(r.u.upgrade.timeout_min, 10);
-	m.u.upgrade_reply.status = 2;
-	j = answer_and_wait(&pc, &m, rx.seq, &cr);
-	CU_ASSERT_EQUAL(cr.status, EVCS_EREFUSED);
-	CU_ASSERT_EQUAL(json_integer_value(jfield(j, "status")), 2);
-	json_decref(j);
-}
-
-static void test_cmd_card_lists(void)
-{
-	struct evcs_ykc_msg m, r;
-	struct ykc_rx rx;
-	struct cmd_res cr;
-	static const uint8_t c54[8] = {0, 0, 0, 0, 0xD1, 0x4B, 0x0A, 0x54};
-	static const uint8_t c55[8] = {0, 0, 0, 0, 0xD1, 0x4B, 0x0A, 0x55};
-	/* 0x44 -> 0x43 */
-	CU_ASSERT_FATAL(cmd_to(&pc, PILE_C, "card_sync", 0,
-			       "{\"cards\":[[\"0000001000000573\",\"00000000D14B0A54\"],"
-			       "[\"0000001000000574\",\"00000000d14b0a55\"]]}",
-			       0x44, &r, &rx, &cr) == 0);
-	CU_ASSERT_STRING_EQUAL(r.u.card_sync.pile, PILE_C);
-	CU_ASSERT_EQUAL(r.u.card_sync.count, 2);
-	CU_ASSERT_EQUAL(r.u.card_sync.n, 2);
-	CU_ASSERT_STRING_EQUAL(r.u.card_sync.cards[0].logical_card, "0000001000000573");
-	CU_ASSERT(memcmp(r.u.card_sync.cards[0].physical_card, c54, 8) == 0);
-	CU_ASSERT_STRING_EQUAL(r.u.card_sync.cards[1].logical_card, "0000001000000574");
-	CU_ASSERT(memcmp(r.u.card_sync.cards[1].physical_card, c55, 8) == 0);
-	memset(&m, 0, sizeof m);
-	m.type = 0x43;
-	memcpy(m.u.card_sync_reply.pile, PILE_C, 15);
-	m.u.card_sync_reply.result = 1; /* saved */
-	json_t *j = answer_and_wait(&pc, &m, rx.seq, &cr);
-	CU_ASSERT_EQUAL(cr.status, EVCS_OK);
-	CU_ASSERT_STRING_EQUAL(sv(json_object_get(j, "frame")), "0x43");
-	CU_ASSERT_EQUAL(json_integer_value(jfield(j, "result")), 1);
-	json_decref(j);
-	/* "failed, no storage space" is a failed answer */
-	CU_ASSERT_FATAL(cmd_to(&pc, PILE_C, "card_sync", 0, "{\"cards\":[[\"0000001000000573\",\"00000000D14B0A54\"]]}",
-			       0x44, &r, &rx, &cr) == 0);
-	CU_ASSERT_EQUAL(r.u.card_sync.n, 1);
-	m.u.card_sync_reply.result = 0;
-	m.u.card_sync_reply.fail_reason = 2;
-	j = answer_and_wait(&pc, &m, rx.seq, &cr);
-	CU_ASSERT_EQUAL(cr.status, EVCS_EREFUSED);
-	CU_ASSERT_EQUAL(json_integer_value(jfield(j, "fail_reason")), 2);
-	json_decref(j);
-	/* 0x46 -> 0x45 */
-	CU_ASSERT_FATAL(cmd_to(&pc, PILE_C, "card_clear", 0, "{\"cards\":[\"00000000D14B0A54\"]}", 0x46, &r, &rx,
-			       &cr) == 0);
-	CU_ASSERT_STRING_EQUAL(r.u.card_list.pile, PILE_C);
-	CU_ASSERT_EQUAL(r.u.card_list.count, 1);
-	CU_ASSERT(memcmp(r.u.card_list.cards[0], c54, 8) == 0);
-	memset(&m, 0, sizeof m);
-	m.type = 0x45;
-	memcpy(m.u.card_clear_reply.pile, PILE_C, 15);
-	m.u.card_clear_reply.n = 1;
-	memcpy(m.u.card_clear_reply.cards[0].physical_card, c54, 8);
-	m.u.card_clear_reply.cards[0].cleared = 1;
-	j = answer_and_wait(&pc, &m, rx.seq, &cr);
-	CU_ASSERT_EQUAL(cr.status, EVCS_OK);
-	CU_ASSERT_STRING_EQUAL(sv(json_object_get(j, "frame")), "0x45");
-	json_t *cards = jfield(j, "cards");
-	CU_ASSERT_EQUAL(json_array_size(cards), 1);
-	CU_ASSERT(strcasecmp(sv(json_array_get(json_array_get(cards, 0), 0)), "00000000D14B0A54") == 0);
-	CU_ASSERT_EQUAL(json_integer_value(json_array_get(json_array_get(cards, 0), 1)), 1);
-	json_decref(j);
-	/* 0x48 -> 0x47 */
-	CU_ASSERT_FATAL(cmd_to(&pc, PILE_C, "card_query", 0, "{\"cards\":[\"00000000D14B0A54\",\"00000000D14B0A55\"]}",
-			       0x48, &r, &rx, &cr) == 0);
-	CU_ASSERT_EQUAL(r.u.card_list.count, 2);
-	CU_ASSERT(memcmp(r.u.card_list.cards[0], c54, 8) == 0);
-	CU_ASSERT(memcmp(r.u.card_list.cards[1], c55, 8) == 0);
-	memset(&m, 0, sizeof m);
-	m.type = 0x47;
-	memcpy(m.u.card_query_reply.pile, PILE_C, 15);
-	m.u.card_query_reply.n = 2;
-	memcpy(m.u.card_query_reply.cards[0].physical_card, c54, 8);
-	m.u.card_query_reply.cards[0].exists = 0;
-	memcpy(m.u.card_query_reply.cards[1].physical_card, c55, 8);
-	m.u.card_query_reply.cards[1].exists = 1;
-	j = answer_and_wait(&pc, &m, rx.seq, &cr);
-	CU_ASSERT_EQUAL(cr.status, EVCS_OK);
-	CU_ASSERT_STRING_EQUAL(sv(json_object_get(j, "frame")), "0x47");
-	cards = jfield(j, "cards");
-	CU_ASSERT_EQUAL(json_array_size(cards), 2);
-	CU_ASSERT_EQUAL(json_integer_value(json_array_get(json_array_get(cards, 0), 1)), 0);
-	CU_ASSERT(strcasecmp(sv(json_array_get(json_array_get(cards, 1), 0)), "00000000D14B0A55") == 0);
-	CU_ASSERT_EQUAL(json_integer_value(json_array_get(json_array_get(cards, 1), 1)), 1);
-	json_decref(j);
-}
-
-static void test_cmd_ground_lock(void)
-{
-	struct evcs_ykc_msg m, r;
-	struct ykc_rx rx;
-	struct cmd_res cr;
-	CU_ASSERT_FATAL(cmd_to(&pc, PILE_C, "ground_lock", 2, "{\"action\":\"lower\"}", 0x62, &r, &rx, &cr) == 0);
-	CU_ASSERT_STRING_EQUAL(r.u.ground_lock_command.pile, PILE_C);
-	CU_ASSERT_STRING_EQUAL(r.u.ground_lock_command.gun, "02");
-	CU_ASSERT_EQUAL(r.u.ground_lock_command.action, 0xFF);
-	memset(&m, 0, sizeof m);
-	m.type = 0x63;
-	memcpy(m.u.ground_lock_reply.pile, PILE_C, 15);
-	memcpy(m.u.ground_lock_reply.gun, "02", 3);
-	m.u.ground_lock_reply.result = 1;
-	json_t *j = answer_and_wait(&pc, &m, rx.seq, &cr);
-	CU_ASSERT_EQUAL(cr.status, EVCS_OK);
-	CU_ASSERT_STRING_EQUAL(sv(json_object_get(j, "frame")), "0x63");
-	CU_ASSERT_STRING_EQUAL(sv(jfield(j, "gun")), "02");
-	CU_ASSERT_EQUAL(json_integer_value(jfield(j, "result")), 1);
-	json_decref(j);
-	/* raise (gun from the args), the lock fails */
-	CU_ASSERT_FATAL(cmd_to(&pc, PILE_C, "ground_lock", 0, "{\"gun\":1,\"action\":\"raise\"}", 0x62, &r, &rx, &cr) == 0);
-	CU_ASSERT_STRING_EQUAL(r.u.ground_lock_command.gun, "01");
-	CU_ASSERT_EQUAL(r.u.ground_lock_command.action, 0x55);
-	memcpy(m.u.ground_lock_reply.gun, "01", 3);
-	m.u.ground_lock_reply.result = 0;
-	j = answer_and_wait(&pc, &m, rx.seq, &cr);
-	CU_ASSERT_EQUAL(cr.status, EVCS_EREFUSED);
-	json_decref(j);
-}
-
-static void test_cmd_qr_prefix(void)
-{
-	struct evcs_ykc_msg m, r;
-	struct ykc_rx rx;
-	struct cmd_res cr;
-	const char *prefix = "https://q.example.com/c?no=";
-	CU_ASSERT_FATAL(cmd_to(&pc, PILE_C, "qr_prefix", 0, "{\"qr_format\":1,\"prefix\":\"https://q.example.com/c?no=\"}",
-			       0xF0, &r, &rx, &cr) == 0);
-	CU_ASSERT_STRING_EQUAL(r.u.qr_prefix.pile, PILE_C);
-	CU_ASSERT_EQUAL(r.u.qr_prefix.qr_format, 1);
-	CU_ASSERT_EQUAL(r.u.qr_prefix.prefix_len, strlen(prefix));
-	CU_ASSERT_STRING_EQUAL(r.u.qr_prefix.prefix, prefix);
-	pile_result_msg(&m, 0xF1, PILE_C, 1);
-	json_t *j = answer_and_wait(&pc, &m, rx.seq, &cr);
-	CU_ASSERT_EQUAL(cr.status, EVCS_OK);
-	CU_ASSERT_STRING_EQUAL(sv(json_object_get(j, "frame")), "0xF1");
-	CU_ASSERT_STRING_EQUAL(sv(json_object_get(j, "name")), "qr_prefix_reply");
-	CU_ASSERT_EQUAL(json_integer_value(jfield(j, "result")), 1);
-	json_decref(j);
-}
-
-static void test_cmd_balance_update(void)
-{
-	struct evcs_ykc_msg m, r;
-	struct ykc_rx rx;
-	struct cmd_res cr;
-	static const uint8_t c54[8] = {0, 0, 0, 0, 0xD1, 0x4B, 0x0A, 0x54};
-	/* 123.45 yuan = 12345000 core units = 12345 on the wire (0.01 yuan) */
-	CU_ASSERT_FATAL(cmd_to(&pc, PILE_C, "balance_update", 1,
-			       "{\"balance\":12345000,\"physical_card\":\"00000000D14B0A54\"}", 0x42, &r, &rx, &cr) == 0);
-	CU_ASSERT_STRING_EQUAL(r.u.balance_update.pile, PILE_C);
-	CU_ASSERT_STRING_EQUAL(r.u.balance_update.gun, "01");
-	CU_ASSERT_EQUAL(r.u.balance_update.balance_yuan, 12345);
-	CU_ASSERT(memcmp(r.u.balance_update.physical_card, c54, 8) == 0);
-	memset(&m, 0, sizeof m);
-	m.type = 0x41;
-	memcpy(m.u.balance_reply.pile, PILE_C, 15);
-	memcpy(m.u.balance_reply.physical_card, c54, 8);
-	m.u.balance_reply.result = 0; /* updated */
-	json_t *j = answer_and_wait(&pc, &m, rx.seq, &cr);
-	CU_ASSERT_EQUAL(cr.status, EVCS_OK);
-	CU_ASSERT_STRING_EQUAL(sv(json_object_get(j, "frame")), "0x41");
-	CU_ASSERT(strcasecmp(sv(jfield(j, "physical_card")), "00000000D14B0A54") == 0);
-	CU_ASSERT_EQUAL(json_integer_value(jfield(j, "result")), 0);
-	json_decref(j);
-	/* "wrong card" is a failed answer */
-	CU_ASSERT_FATAL(cmd_to(&pc, PILE_C, "balance_update", 2, "{\"balance\":1000}", 0x42, &r, &rx, &cr) == 0);
-	CU_ASSERT_STRING_EQUAL(r.u.balance_update.gun, "02");
-	CU_ASSERT_EQUAL(r.u.balance_update.balance_yuan, 1);
-	m.u.balance_reply.result = 2;
-	j = answer_and_wait(&pc, &m, rx.seq, &cr);
-	CU_ASSERT_EQUAL(cr.status, EVCS_EREFUSED);
-	CU_ASSERT_EQUAL(json_integer_value(jfield(j, "result")), 2);
-	json_decref(j);
-}
-
-static void test_cmd_unanswered_times_out(void)
-{
-	struct evcs_ykc_msg m, r;
-	struct ykc_rx rx;
-	struct cmd_res cr;
-	/* command_timeout_ms = 2000; the bus's own timeout (20 s) is not what ends it */
-	CU_ASSERT_FATAL(cmd_to(&pc, PILE_C, "reboot", 0, NULL, 0x92, &r, &rx, &cr) == 0);
-	CU_ASSERT_FATAL(wait_cmd(&cr, 10000));
-	CU_ASSERT_EQUAL(cr.status, EVCS_ETIMEDOUT);
-	json_t *j = json_loads(cr.json, 0, NULL);
-	CU_ASSERT_PTR_NOT_NULL(json_object_get(j, "error"));
-	json_decref(j);
-	/* a late answer is ignored and the link stays up */
-	pile_result_msg(&m, 0x91, PILE_C, 1);
-	CU_ASSERT_FATAL(ykc_pile_send(&pc, &m, rx.seq) > 0);
-	keepalive[2] = NULL;
-	pc.hb_ms = 0;
-	ykc_msg_heartbeat(&pc, &m, 3);
-	CU_ASSERT_FATAL(ykc_pile_send(&pc, &m, NULL) > 0);
-	CU_ASSERT_FATAL(ykc_pile_wait(&pc, 0x04, 3000, &r, NULL) == 0);
-	CU_ASSERT_STRING_EQUAL(r.u.heartbeat_reply.gun, "03");
-	pc.hb_ms = 800;
-	keepalive[2] = &pc;
-}
-
-static void test_cmd_v16_only_on_v15(void)
-{
-	struct cmd_res cr;
-	CU_ASSERT_FATAL(send_cmd(PILE_A, "qr_prefix", 0, "{\"qr_format\":0,\"prefix\":\"x\"}", &cr) == EVCS_OK);
-	CU_ASSERT_FATAL(wait_cmd(&cr, 3000));
-	CU_ASSERT_EQUAL(cr.status, EVCS_ENOTSUP);
-	CU_ASSERT_PTR_NOT_NULL(strstr(cr.json, "not_supported"));
-	CU_ASSERT_FATAL(send_cmd(PILE_A, "parallel_start", 1,
-				 "{\"balance\":1000000,\"logical_card\":\"0000001000000573\"}", &cr) == EVCS_OK);
-	CU_ASSERT_FATAL(wait_cmd(&cr, 3000));
-	CU_ASSERT_EQUAL(cr.status, EVCS_ENOTSUP);
-	/* nothing went to the pile, and no session was opened for it */
-	CU_ASSERT(ykc_pile_wait(&pa2, 0xF0, 300, NULL, NULL) < 0);
-	CU_ASSERT(ykc_pile_wait(&pa2, 0xA4, 0, NULL, NULL) < 0);
-	CU_ASSERT_EQUAL(qint("SELECT COUNT(*) FROM charging_sessions WHERE pile_id = %lld AND state = 'starting' "
-			     "AND gun_no = 1", (long long)pile_a_id), 0);
-}
 
 /* ---- parallel charging (1.6 only) --------------------------------------------------------- */
 
 #define PARALLEL_NO "240501120000"
-static char par_trade[4][33];
+char par_trade[4][33];
 
 static void parallel_request(struct evcs_ykc_msg *m, const char *gun, int role)
 {
@@ -1749,8 +1250,8 @@ static void test_parallel_remote_start(void)
 /* Send m (sequence bytes mseq, encryption flag enc) from p, then a heartbeat with hseq, and wait
  * for that heartbeat's answer: m has been handled by then (one connection, handled in order).
  * Returns how many 0x04 answers carrying mseq came before it, or -1 on failure. */
-static int send_then_barrier(struct ykc_pile *p, int slot, const struct evcs_ykc_msg *m, uint8_t enc,
-			     const uint8_t mseq[2], const uint8_t hseq[2])
+int send_then_barrier(struct ykc_pile *p, int slot, const struct evcs_ykc_msg *m, uint8_t enc,
+		      const uint8_t mseq[2], const uint8_t hseq[2])
 {
 	struct ykc_pile *keep = keepalive[slot];
 	unsigned hb = p->hb_ms;
@@ -1801,242 +1302,7 @@ static void test_parallel_on_v15_not_served(void)
 
 /* ---- encrypted frames, BMS/fault frames, idle links ------------------------------------------ */
 
-static void test_encrypted_frame_dropped(void)
-{
-	const char *d13 = "evcs_ykc_frames_in_total{type=\"0x13\",outcome=\"dropped\"}";
-	const char *d03 = "evcs_ykc_frames_in_total{type=\"0x03\",outcome=\"dropped\"}";
-	long long b13 = metric(d13), b03 = metric(d03);
-	int gs = n_c_gun_status;
-	struct evcs_ykc_msg m;
-	/* gun 1 is idle (2); an encrypted "fault" report must change nothing */
-	ykc_msg_realtime(&pc, &m, 1, "00000000000000000000000000000000", 1, 0, 0);
-	m.u.realtime.hw_fault = 0x0400;
-	const uint8_t m1[2] = {0xE1, 0x01}, h1[2] = {0xE1, 0x02};
-	CU_ASSERT_EQUAL(send_then_barrier(&pc, 2, &m, 0x01, m1, h1), 0);
-	/* an encrypted heartbeat gets no answer (the same frame in clear does, as the barrier) */
-	ykc_msg_heartbeat(&pc, &m, 2);
-	const uint8_t m2[2] = {0xE2, 0x01}, h2[2] = {0xE2, 0x02};
-	CU_ASSERT_EQUAL(send_then_barrier(&pc, 2, &m, 0x01, m2, h2), 0);
-	CU_ASSERT_EQUAL(metric(d13), b13 + 1);
-	CU_ASSERT_EQUAL(metric(d03), b03 + 1);
-	CU_ASSERT_EQUAL(n_c_gun_status, gs);
-	CU_ASSERT(ykc_pile_is_open(&pc));
-	CU_ASSERT_STRING_EQUAL(evcs_bus_pile_owner(core.bus, PILE_C, NULL), "ykc");
-	CU_ASSERT_EQUAL(qint("SELECT status FROM connectors WHERE pile_id = %lld AND gun_no = 1", (long long)pile_c_id),
-			2);
-}
 
-static void abort_msg(struct evcs_ykc_msg *m, uint8_t type, const char *trade, const char *gun, int reason,
-		      int fault, int error)
-{
-	memset(m, 0, sizeof *m);
-	m->type = type;
-	memcpy(m->u.abort_.trade_no, trade, 33);
-	memcpy(m->u.abort_.pile, PILE_C, 15);
-	memcpy(m->u.abort_.gun, gun, 3);
-	m->u.abort_.reason = (uint8_t)reason;
-	m->u.abort_.fault = (uint16_t)fault;
-	m->u.abort_.error = (uint8_t)error;
-}
-
-static void test_fault_frames_stored(void)
-{
-	struct evcs_ykc_msg m;
-	const char *zeros = "00000000000000000000000000000000";
-	int f0 = n_c_fault;
-	/* 0x61 ground-lock status: stored, not a fault */
-	memset(&m, 0, sizeof m);
-	m.type = 0x61;
-	memcpy(m.u.ground_lock_status.pile, PILE_C, 15);
-	memcpy(m.u.ground_lock_status.gun, "02", 3);
-	m.u.ground_lock_status.lock_state = 0x55;
-	m.u.ground_lock_status.space_state = 0xFF;
-	m.u.ground_lock_status.battery_pct = 80;
-	CU_ASSERT_FATAL(ykc_pile_send(&pc, &m, NULL) > 0);
-	/* 0x21 charger abort during the parallel order on gun 2 */
-	abort_msg(&m, 0x21, par_trade[2], "02", 1, 0x0102, 3);
-	CU_ASSERT_FATAL(ykc_pile_send(&pc, &m, NULL) > 0);
-	CU_ASSERT_EQUAL(wait_int(&n_c_fault, f0 + 1, 3000), f0 + 1);
-	CU_ASSERT_STRING_EQUAL(c_fault_frame, "0x21");
-	CU_ASSERT_EQUAL(c_fault_code, 0x0102);
-	CU_ASSERT_EQUAL(c_fault_gun, 2);
-	/* 0x1D BMS abort outside an order (trade number zeros) */
-	abort_msg(&m, 0x1D, zeros, "01", 2, 0x0201, 1);
-	CU_ASSERT_FATAL(ykc_pile_send(&pc, &m, NULL) > 0);
-	CU_ASSERT_EQUAL(wait_int(&n_c_fault, f0 + 2, 3000), f0 + 2);
-	CU_ASSERT_STRING_EQUAL(c_fault_frame, "0x1D");
-	CU_ASSERT_EQUAL(c_fault_code, 0x0201);
-	CU_ASSERT_EQUAL(c_fault_gun, 1);
-	/* 0x1B BMS error on gun 1's order */
-	memset(&m, 0, sizeof m);
-	m.type = 0x1B;
-	memcpy(m.u.bms_error.trade_no, par_trade[1], 33);
-	memcpy(m.u.bms_error.pile, PILE_C, 15);
-	memcpy(m.u.bms_error.gun, "01", 3);
-	m.u.bms_error.error_bits[0] = 0x05;
-	CU_ASSERT_FATAL(ykc_pile_send(&pc, &m, NULL) > 0);
-	CU_ASSERT_EQUAL(wait_int(&n_c_fault, f0 + 3, 3000), f0 + 3);
-	CU_ASSERT_STRING_EQUAL(c_fault_frame, "0x1B");
-	/* exactly three faults: the 0x61 before them published none */
-	CU_ASSERT_EQUAL(n_c_fault, f0 + 3);
-	/* every frame is in audit_log (batched: within about a second) */
-	CU_ASSERT_EQUAL(wait_count(1, 5000,
-				   "SELECT COUNT(*) FROM audit_log WHERE action = 'pile_event.ground_lock_status' "
-				   "AND object_type = 'pile' AND object_id = '" PILE_C "' AND actor = 'plugin:ykc'"),
-			1);
-	CU_ASSERT_EQUAL(qint("SELECT JSON_VALUE(details, '$.fields.lock_state') FROM audit_log WHERE "
-			     "action = 'pile_event.ground_lock_status' AND object_id = '" PILE_C "'"), 0x55);
-	CU_ASSERT_EQUAL(qint("SELECT JSON_VALUE(details, '$.fields.battery_pct') FROM audit_log WHERE "
-			     "action = 'pile_event.ground_lock_status' AND object_id = '" PILE_C "'"), 80);
-	CU_ASSERT_EQUAL(wait_count(1, 5000,
-				   "SELECT COUNT(*) FROM audit_log WHERE action = 'pile_event.charger_abort' "
-				   "AND object_type = 'session' AND object_id = '%s'", par_trade[2]),
-			1);
-	CU_ASSERT_EQUAL(qint("SELECT JSON_VALUE(details, '$.fields.fault') FROM audit_log WHERE "
-			     "action = 'pile_event.charger_abort' AND object_id = '%s'", par_trade[2]), 0x0102);
-	CU_ASSERT_EQUAL(qint("SELECT JSON_VALUE(details, '$.gun') FROM audit_log WHERE "
-			     "action = 'pile_event.charger_abort' AND object_id = '%s'", par_trade[2]), 2);
-	CU_ASSERT_EQUAL(wait_count(1, 5000,
-				   "SELECT COUNT(*) FROM audit_log WHERE action = 'pile_event.bms_abort' "
-				   "AND object_type = 'pile' AND object_id = '" PILE_C "'"),
-			1);
-	CU_ASSERT_EQUAL(wait_count(1, 5000,
-				   "SELECT COUNT(*) FROM audit_log WHERE action = 'pile_event.bms_error' "
-				   "AND object_type = 'session' AND object_id = '%s'", par_trade[1]),
-			1);
-	char frame[16];
-	qstr(frame, sizeof frame, "SELECT JSON_VALUE(details, '$.frame') FROM audit_log WHERE "
-	     "action = 'pile_event.bms_error' AND object_id = '%s'", par_trade[1]);
-	CU_ASSERT_STRING_EQUAL(frame, "0x1B");
-}
-
-static void test_half_open_pile_times_out(void)
-{
-	/* pile C sends half a frame and goes silent (a dead mobile link): offline_after_ms (3 s)
-	 * closes the server side, the pile is reported offline and its claim released */
-	keepalive[2] = NULL;
-	pc.hb_ms = 0;
-	struct evcs_ykc_msg m;
-	uint8_t fr[EVCS_YKC_MAX_FRAME];
-	ykc_msg_heartbeat(&pc, &m, 1);
-	int n = ykc_pile_build(&pc, &m, NULL, fr, sizeof fr);
-	CU_ASSERT_FATAL(n > 8);
-	CU_ASSERT_FATAL(ykc_pile_send_raw(&pc, fr, 6) == 0);
-	CU_ASSERT(ykc_pile_wait_closed(&pc, 10000));
-	ykc_pile_close(&pc);
-	CU_ASSERT_EQUAL(wait_int(&n_c_offline, 1, 2000), 1);
-	CU_ASSERT_PTR_NULL(evcs_bus_pile_owner(core.bus, PILE_C, NULL));
-	CU_ASSERT_EQUAL(wait_count(0, 3000, "SELECT online FROM pile_presence WHERE pile_id = %lld",
-				   (long long)pile_c_id), 0);
-}
-
-/* ---- connection limits ------------------------------------------------------------------------ */
-
-static void test_per_address_cap(void)
-{
-	/* max_conns_per_addr = 4: the fifth concurrent connection from 127.0.0.3 is closed at once */
-	struct ykc_pile f[5], other;
-	struct evcs_ykc_msg m, r;
-	long long refused = metric("evcs_connections_refused_total");
-	for (int i = 0; i < 4; i++)
-		CU_ASSERT_FATAL(ykc_pile_connect_from(&f[i], "127.0.0.3", port15, PILE_FLOOD, EVCS_YKC_CRC_LE, pump,
-						      NULL) == 0);
-	CU_ASSERT_FATAL(ykc_pile_connect_from(&f[4], "127.0.0.3", port15, PILE_FLOOD, EVCS_YKC_CRC_LE, pump,
-					      NULL) == 0);
-	CU_ASSERT(ykc_pile_wait_closed(&f[4], 1000));
-	/* the four accepted before it are still open: it was not the login timeout that closed it */
-	for (int i = 0; i < 4; i++)
-		CU_ASSERT(ykc_pile_is_open(&f[i]));
-	CU_ASSERT_EQUAL(metric("evcs_connections_refused_total"), refused + 1);
-	ykc_pile_close(&f[4]);
-	/* another address is not affected */
-	CU_ASSERT_FATAL(ykc_pile_connect_from(&other, "127.0.0.7", port15, PILE_FLOOD, EVCS_YKC_CRC_LE, pump,
-					      NULL) == 0);
-	ykc_msg_login(&other, &m, 1, 15);
-	CU_ASSERT_FATAL(ykc_pile_send(&other, &m, NULL) > 0);
-	CU_ASSERT(ykc_pile_wait(&other, 0x02, 3000, &r, NULL) == 0);
-	CU_ASSERT_EQUAL(r.u.pile_result.result, 1);
-	ykc_pile_close(&other);
-	/* once the four are gone (login timeout), the address may connect again */
-	for (int i = 0; i < 4; i++) {
-		CU_ASSERT(ykc_pile_wait_closed(&f[i], 5000));
-		ykc_pile_close(&f[i]);
-	}
-	CU_ASSERT_FATAL(ykc_pile_connect_from(&f[0], "127.0.0.3", port15, PILE_FLOOD, EVCS_YKC_CRC_LE, pump,
-					      NULL) == 0);
-	ykc_msg_login(&f[0], &m, 1, 15);
-	CU_ASSERT_FATAL(ykc_pile_send(&f[0], &m, NULL) > 0);
-	CU_ASSERT(ykc_pile_wait(&f[0], 0x02, 3000, &r, NULL) == 0);
-	CU_ASSERT_EQUAL(r.u.pile_result.result, 1);
-	ykc_pile_close(&f[0]);
-	CU_ASSERT_EQUAL(metric("evcs_connections_refused_total"), refused + 1);
-}
-
-static void test_failed_login_limit(void)
-{
-	/* max_failed_logins_per_min = 3, counted per calendar minute: start early in a minute so
-	 * the three refusals and the blocked connection fall into the same one */
-	while (59 - time(NULL) % 60 < 15)
-		run_ms(200);
-	struct ykc_pile u;
-	struct evcs_ykc_msg m, r;
-	long long attempts = qint("SELECT attempts FROM unclaimed_piles WHERE serial = '" PILE_FLOOD "'");
-	if (attempts < 0)
-		attempts = 0;
-	for (int i = 0; i < 3; i++) {
-		CU_ASSERT_FATAL(ykc_pile_connect_from(&u, "127.0.0.4", port15, PILE_FLOOD, EVCS_YKC_CRC_LE, pump,
-						      NULL) == 0);
-		ykc_msg_login(&u, &m, 1, 15);
-		CU_ASSERT_FATAL(ykc_pile_send(&u, &m, NULL) > 0);
-		CU_ASSERT_FATAL(ykc_pile_wait(&u, 0x02, 3000, &r, NULL) == 0);
-		CU_ASSERT_EQUAL(r.u.pile_result.result, 1);
-		CU_ASSERT(ykc_pile_wait_closed(&u, 3000));
-		ykc_pile_close(&u);
-	}
-	CU_ASSERT_EQUAL(wait_count(attempts + 3, 3000,
-				   "SELECT attempts FROM unclaimed_piles WHERE serial = '" PILE_FLOOD "'"),
-			attempts + 3);
-	/* the fourth connection is refused before its login is read: no answer, no lookup */
-	CU_ASSERT_FATAL(ykc_pile_connect_from(&u, "127.0.0.4", port15, PILE_FLOOD, EVCS_YKC_CRC_LE, pump, NULL) == 0);
-	ykc_msg_login(&u, &m, 1, 15);
-	(void)ykc_pile_send(&u, &m, NULL); /* may already fail: the server closed it */
-	CU_ASSERT(ykc_pile_wait_closed(&u, 3000));
-	CU_ASSERT(ykc_pile_wait(&u, 0x02, 0, NULL, NULL) < 0);
-	ykc_pile_close(&u);
-	/* also on the other listener */
-	CU_ASSERT_FATAL(ykc_pile_connect_from(&u, "127.0.0.4", port16, PILE_FLOOD, EVCS_YKC_CRC_LE, pump, NULL) == 0);
-	CU_ASSERT(ykc_pile_wait_closed(&u, 3000));
-	ykc_pile_close(&u);
-	run_ms(200);
-	CU_ASSERT_EQUAL(qint("SELECT attempts FROM unclaimed_piles WHERE serial = '" PILE_FLOOD "'"), attempts + 3);
-	/* another address still gets its (refused) login answered */
-	CU_ASSERT_FATAL(ykc_pile_connect_from(&u, "127.0.0.5", port15, PILE_FLOOD, EVCS_YKC_CRC_LE, pump, NULL) == 0);
-	ykc_msg_login(&u, &m, 1, 15);
-	CU_ASSERT_FATAL(ykc_pile_send(&u, &m, NULL) > 0);
-	CU_ASSERT(ykc_pile_wait(&u, 0x02, 3000, &r, NULL) == 0);
-	CU_ASSERT_EQUAL(r.u.pile_result.result, 1);
-	ykc_pile_close(&u);
-}
-
-static void test_offline_after_silence(void)
-{
-	/* pile B stops talking: offline after offline_after_ms (3 s) */
-	keepalive[1] = NULL;
-	pb.hb_ms = 0;
-	long long t0 = ykc_pile_now_ms();
-	CU_ASSERT(ykc_pile_wait_closed(&pb, 8000));
-	CU_ASSERT(ykc_pile_now_ms() - t0 >= 2000);
-	ykc_pile_close(&pb);
-	CU_ASSERT_EQUAL(n_offline_ev, 1);
-	CU_ASSERT_PTR_NULL(evcs_bus_pile_owner(core.bus, PILE_B, NULL));
-	CU_ASSERT_EQUAL(wait_count(0, 3000, "SELECT online FROM pile_presence WHERE pile_id = %lld",
-				   (long long)pile_b_id), 0);
-	/* and a command to it fails "offline" */
-	struct cmd_res cr;
-	CU_ASSERT_FATAL(send_cmd(PILE_B, "reboot", 0, NULL, &cr) == EVCS_OK);
-	CU_ASSERT_FATAL(wait_cmd(&cr, 3000));
-	CU_ASSERT_EQUAL(cr.status, EVCS_EOFFLINE);
-}
 
 /* Run a shell command while the server's loop and the kept-alive piles go on (a blocking
  * system() would starve the piles' heartbeats past offline_after_ms, and the server would drop

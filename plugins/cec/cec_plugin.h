@@ -1,7 +1,14 @@
 /*
- * cec_plugin.h: internals shared by the cec.so modules: plugin.c (configuration, partners,
- * catalog, the served query_* routes, bus events) and outbox.c (our client side: tokens from
- * partners and the durable push outbox).
+ * cec_plugin.h: internals shared by the cec.so modules:
+ *   plugin.c   configuration, loading (partner_file -> partners -> catalogs -> outbox), lifecycle
+ *   catalog.c  partners as the plugin holds them (keys, profile, visible stations), the station
+ *              catalog per tenant and its mapping to CEC stations, piles and guns
+ *   serve.c    the served CEC route: envelope checks, query_token and the part 2 queries,
+ *              query_equip_auth and query_equip_business_policy
+ *   charge.c   charging sessions started by partners: query_start_charge, query_stop_charge,
+ *              query_equip_charge_status and the start/stop result pushes
+ *   notify.c   bus events -> pushes, the charge order and the daily check_charge_orders
+ *   outbox.c   our client side: tokens from partners and the durable push outbox
  *
  * Threading: everything runs on the core's loop thread. Ownership: the cec_ctx_t owns every
  * partner (partners are never freed before cleanup, so outbox entries may point at them), the
@@ -61,7 +68,7 @@ typedef struct cec_live_gun {
 } cec_live_gun_t;
 
 typedef struct cec_sess {
-	int64_t tenant_id, session_id;
+	int64_t tenant_id;
 	cec_partner_rt_t *partner;
 	char seq[CEC_SEQ_LEN + 1];
 	char connector_id[CEC_ID_MAX + 1];
@@ -103,9 +110,106 @@ typedef struct cec_ctx {
 	bool put_busy;
 	int64_t send_due_ms;
 	evcs_metric_t *m_req, *m_err, *m_push_ok, *m_push_fail, *m_outbox;
+	struct cec_call *calls; /* storage.c: operations in flight */
 } cec_ctx_t;
 
+
+typedef struct gun_ref {
+	cec_tenant_cat_t *tc;
+	json_t *station, *pile, *gun;
+	char serial[15];
+	int gun_no;
+} gun_ref_t;
+
+/* Everything borrowed by a cec_station_t lives in this arena until the reply is built. */
+typedef struct arena {
+	void **blocks;
+	size_t n, cap;
+} arena_t;
+
+/* One inbound CEC request, from the route to its reply (cec_rq_reply frees it). */
+typedef struct rq {
+	cec_ctx_t *c;
+	evcs_http_req_t *req;
+	cec_inbound_t in;
+	cec_partner_rt_t *pt;
+	cec_iface_t iface;
+	cec_biz_req_t biz;
+	cec_stats_req_t stats;
+	gun_ref_t ref;
+	char trade_no[33];
+} rq_t;
+
+/* ud of cec_connector_known: is a ConnectorID one this partner may see? */
+struct conn_lookup {
+	cec_ctx_t *c;
+	cec_partner_rt_t *pt;
+};
+
+#define CEC_LOG(c, lvl, t, ...) (c)->api->log((c)->p, (lvl), (t), NULL, __VA_ARGS__)
+
 int64_t cec_now_ms(void);
+
+/* catalog.c */
+/* Refresh a partner from its stored row (cec_partners columns, stations as an array). */
+void cec_partner_update(cec_ctx_t *c, cec_partner_rt_t *pt, json_t *o);
+bool cec_partner_sees(const cec_partner_rt_t *pt, int64_t station_id);
+cec_tenant_cat_t *cec_tenant_cat(cec_ctx_t *c, int64_t t, bool create);
+json_t *cec_cat_find(json_t *cat, const char *arr, const char *key, int64_t v);
+json_t *cec_cat_pile(json_t *cat, const char *serial);
+json_t *cec_cat_gun(json_t *cat, int64_t pile_id, int gun);
+cec_live_gun_t *cec_live_get(cec_ctx_t *c, const char *serial, int gun, bool create);
+/* "<14-character serial><2-digit gun>" */
+void cec_connector_id(char out[CEC_ID_MAX + 1], const char *serial, int gun);
+/* Resolve a ConnectorID for a partner: 1 found and visible, 0 not. */
+int cec_resolve_connector(cec_ctx_t *c, const cec_partner_rt_t *pt, const char *cid, gun_ref_t *r);
+void cec_gun_state(cec_ctx_t *c, const char *serial, int gun, json_t *row, int *status, bool *plugged);
+void *cec_arena_alloc(arena_t *a, size_t sz);
+void cec_arena_free(arena_t *a);
+const char *cec_js(json_t *o, const char *k); /* string member or "" */
+void cec_fill_gun(cec_ctx_t *c, arena_t *a, const char *serial, bool dc, json_t *g, cec_gun_t *out);
+int cec_fill_station(cec_ctx_t *c, const cec_partner_rt_t *pt, json_t *cat, json_t *s, arena_t *a,
+		     cec_station_t *out);
+
+/* serve.c */
+void cec_http_handler(evcs_http_req_t *req, void *ud);
+/* Answer with the CEC envelope (data is stolen) and free r. */
+void cec_rq_reply(rq_t *r, int ret, const char *msg, json_t *data);
+int cec_connector_known(void *ud, const char *cid); /* ud: struct conn_lookup */
+
+/* charge.c */
+void cec_serve_start_charge(rq_t *r);
+void cec_serve_stop_charge(rq_t *r);
+void cec_serve_charge_status(rq_t *r);
+cec_sess_t *cec_sess_by_seq(cec_ctx_t *c, const cec_partner_rt_t *pt, const char *seq);
+cec_sess_t *cec_sess_by_trade(cec_ctx_t *c, const char *pile, const char *trade);
+cec_sess_t *cec_sess_on_gun(cec_ctx_t *c, const char *serial, int gun);
+void cec_sess_free(cec_ctx_t *c, cec_sess_t *s);
+void cec_push_start_result(cec_ctx_t *c, cec_sess_t *s, int seq_stat, const char *ident);
+void cec_push_stop_result(cec_ctx_t *c, cec_sess_t *s, int fail_reason);
+void cec_sess_to_model(const cec_sess_t *s, cec_session_t *m, int conn_status);
+int cec_sess_conn_status(cec_ctx_t *c, const cec_sess_t *s);
+/* Per-period details of a stored session row. */
+size_t cec_row_details(json_t *row, cec_charge_detail_t d[4], int64_t start, int64_t end);
+int cec_stop_reason_code(json_t *row);
+
+/* storage.c */
+/* Run the storage operation `op` ("cec.partner.list", ...; README.md) with JSON arguments;
+ * done(status, result JSON, ud) runs later on the loop, never inside this call. Non-zero: not
+ * started (unknown op, no memory), done is not called. */
+int cec_store(cec_ctx_t *c, const char *op, const char *args_json, evcs_store_done done, void *ud);
+/* Forget the operations in flight (cleanup): their callbacks are never called. */
+void cec_store_free(cec_ctx_t *c);
+
+/* partner_api.c */
+/* Register the operator-API routes /api/v1/partners... (ABI 2 api_route). */
+int cec_partner_api_init(cec_ctx_t *c);
+
+/* notify.c */
+/* Subscribe to the bus events that become pushes. */
+int cec_notify_subscribe(cec_ctx_t *c);
+/* The daily check_charge_orders, run from a timer. */
+void cec_check_tick(void *ud);
 
 /* outbox.c */
 /* Queue one push: persisted with cec.outbox.put first, then sent. data is stolen. lane orders

@@ -145,6 +145,11 @@ const char *evcs_cec_profile_key_name(size_t i)
 	return i < sizeof profile_fields / sizeof profile_fields[0] ? profile_fields[i].name : NULL;
 }
 
+char evcs_cec_profile_key_kind(size_t i)
+{
+	return i < sizeof profile_fields / sizeof profile_fields[0] ? profile_fields[i].kind : 0;
+}
+
 int evcs_cec_profile_set(cec_profile_t *p, const char *key, const char *value, char *err, size_t errlen)
 {
 	for (size_t i = 0; i < sizeof profile_fields / sizeof profile_fields[0]; i++) {

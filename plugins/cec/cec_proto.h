@@ -100,9 +100,11 @@ int evcs_cec_profile_preset(cec_profile_t *p, const char *name);
 /* Set one flag from configuration text: key is the field name above (e.g. "sig_lower_out"),
  * value "yes|no|true|false|1|0" or a decimal for the numeric fields. Returns 0 or -1 with err filled. */
 int evcs_cec_profile_set(cec_profile_t *p, const char *key, const char *value, char *err, size_t errlen);
-/* The i-th key evcs_cec_profile_set() accepts, NULL past the end (the operator API's list of
- * settable keys in core/store_cec.c is checked against it). */
+/* The i-th key evcs_cec_profile_set() accepts, NULL past the end (the operator API's partner
+ * routes, partner_api.c, accept exactly these). */
 const char *evcs_cec_profile_key_name(size_t i);
+/* The kind of key i: 'b' boolean, 'l' int64, 's' int32, 'i' non-negative int32, 'u' uint32; 0 past the end. */
+char evcs_cec_profile_key_kind(size_t i);
 
 /* ---- keys (§3, §4) ----
  * data_secret and data_secret_iv are used as their literal 16 bytes (not hex, not hashed);

@@ -157,7 +157,7 @@ static void put_next(cec_ctx_t *c)
 	if (!s)
 		return;
 	c->put_busy = true;
-	if (c->api->store(c->p, "cec.outbox.put", s, put_done, c) != EVCS_OK) {
+	if (cec_store(c, "cec.outbox.put", s, put_done, c) != EVCS_OK) {
 		c->put_busy = false;
 		e->next_ms = cec_now_ms() + 1000;
 	}
@@ -262,12 +262,12 @@ static void load_done(int status, const char *result, void *ud)
 	if (total == 1000) {
 		char a[64];
 		snprintf(a, sizeof a, "{\"after_id\":%lld,\"limit\":1000}", (long long)last);
-		c->api->store(c->p, "cec.outbox.pending", a, load_done, c);
+		cec_store(c, "cec.outbox.pending", a, load_done, c);
 	}
 	cec_outbox_kick(c);
 }
 
-void cec_outbox_load(cec_ctx_t *c) { c->api->store(c->p, "cec.outbox.pending", "{\"limit\":1000}", load_done, c); }
+void cec_outbox_load(cec_ctx_t *c) { cec_store(c, "cec.outbox.pending", "{\"limit\":1000}", load_done, c); }
 
 /* ---- tokens ---- */
 
@@ -348,7 +348,7 @@ static void token_done(long code, const char *body, size_t len, const char *err,
 	json_t *j = json_pack("{s:I, s:I, s:s, s:I}", "tenant_id", (json_int_t)pt->tenant_id, "id", (json_int_t)pt->id,
 			      "access_token", tok, "token_expires_ms", (json_int_t)pt->token_exp_ms);
 	if (j && (a = json_dumps(j, JSON_COMPACT)))
-		c->api->store(c->p, "cec.partner.token", a, store_ignore, c);
+		cec_store(c, "cec.partner.token", a, store_ignore, c);
 	free(a);
 	json_decref(j);
 	cec_outbox_kick(c);
@@ -414,7 +414,7 @@ static void entry_retry(cec_ctx_t *c, ob_entry_t *e, const char *why)
 			      "attempts", (int)e->attempts, "next_attempt_ms", (json_int_t)e->next_ms, "last_error", why);
 	char *s = a ? json_dumps(a, JSON_COMPACT) : NULL;
 	if (s)
-		c->api->store(c->p, "cec.outbox.retry", s, store_ignore, c);
+		cec_store(c, "cec.outbox.retry", s, store_ignore, c);
 	free(s);
 	json_decref(a);
 }
@@ -483,7 +483,7 @@ static void send_done(long code, const char *body, size_t len, const char *err, 
 	json_t *a = json_pack("{s:I, s:I}", "tenant_id", (json_int_t)e->tenant_id, "id", (json_int_t)e->id);
 	char *s = a ? json_dumps(a, JSON_COMPACT) : NULL;
 	if (s)
-		c->api->store(c->p, "cec.outbox.done", s, store_ignore, c);
+		cec_store(c, "cec.outbox.done", s, store_ignore, c);
 	free(s);
 	json_decref(a);
 	entry_unlink_free(e);

@@ -30,10 +30,13 @@ static struct gun *gun_of(struct sess *s, const char *g, uint8_t type)
 
 static void session_started_store(struct sess *s, int gun, const char *trade, int result, int reason)
 {
+	/* reason 5 (not plugged) is not final: the pile may still send a success 0x33 within 60 s
+	 * of the 0x34 (ykc.md §1.4), so the session stays starting */
 	store_fmt(s, "session.started",
 		  "{\"tenant_id\":%lld,\"pile_id\":%lld,\"gun\":%d,\"trade_no\":\"%s\",\"result\":%d,"
-		  "\"fail_reason\":%d}",
-		  (long long)s->tenant, (long long)s->pile_id, gun, trade, result, reason);
+		  "\"fail_reason\":%d,\"may_still_start\":%d}",
+		  (long long)s->tenant, (long long)s->pile_id, gun, trade, result, reason,
+		  result != 1 && reason == 5);
 	evcs_field_t f[] = {EVCS_FS("trade_no", trade), EVCS_FI("result", result), EVCS_FI("reason", reason)};
 	publish(s, EVCS_EV_SESSION_STARTED, gun, f, 3);
 }

@@ -231,8 +231,10 @@ typedef void (*evcs_store_done)(int status, const char *result_json, void *ud);
  *
  * Tables: a plugin creates tables only through its own migrations (descriptor
  * field `migrations`), named `<plugin name>_...`; it may read the core's tables
- * (stations, piles, connectors, sessions...) with tenant-scoped SELECTs. The
- * data model is in schema/README.md.
+ * (stations, piles, connectors, sessions...) with tenant-scoped SELECTs, and write
+ * them only where that is its job (the simulator registers its simulated piles),
+ * tenant-scoped, under the core's constraints and triggers. Sessions are written
+ * through the session_* calls, never directly. The data model: schema/README.md.
  *
  * Memory: parameters (strings too) are copied at submit. Results are owned by
  * the core and valid only during the callback.
