@@ -2,7 +2,9 @@
  * session_close.c: the close of the protocol-neutral session model (api->session_close; the
  * contract is at the top of session.c and in <evcs/plugin.h>). Pricing under the session's
  * snapshot, then the write: a close ready while every write slot (one per database worker) is
- * busy waits and goes out with the others ready then, as ONE transaction: a guarded multi-row
+ * busy waits and goes out with the others ready then; while any group is in flight, fewer than
+ * GROUP_WINDOW_MIN ready closes also wait up to GROUP_WINDOW_US for company (the group-commit
+ * window). A group is ONE transaction: a guarded multi-row
  * upsert of their session rows, their evidence (one multi-row INSERT when the plugin writes the
  * plain VALUES form), mismatch alarms, the connector release. Each close is answered after that
  * COMMIT, then TRANSACTION_CLOSED and SESSION_STOPPED are published. A group that fails is

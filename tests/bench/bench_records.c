@@ -603,7 +603,11 @@ int main(int argc, char **argv)
 			       "WHERE p.serial = '" NPILE "' AND s.state = 'finished' AND s.trade_no LIKE 'off-%%'");
 	long long n_evid = qint("SELECT COUNT(*) FROM tp_proto_evidence");
 	double base_rate = median(base_rates, ROUNDS), close_rate = median(close_rates, ROUNDS);
-	double ratio = median(ratios, ROUNDS);
+	double ratio = median(ratios, ROUNDS), rmin = ratios[0], rmax = ratios[0];
+	for (int r = 1; r < ROUNDS; r++) {
+		rmin = ratios[r] < rmin ? ratios[r] : rmin;
+		rmax = ratios[r] > rmax ? ratios[r] : rmax;
+	}
 	double off_rate = (double)n_total / t_off;
 	printf("N %ld, K %ld, db pool 4\n", n_total, k_max);
 	printf("baseline (median of %d): %.0f rows/s (mean latency %.3f ms, rows %lld, failed %ld)\n",
@@ -629,9 +633,11 @@ int main(int argc, char **argv)
 	}
 	printf("RESULT server=%s n=%ld k=%ld pool=4 baseline_rows_per_s=%.0f records_per_s=%.0f "
 	       "ratio=%.3f offline_per_s=%.0f offline_ratio=%.3f baseline_latency_ms=%.3f "
-	       "record_latency_ms=%.3f offline_latency_ms=%.3f\n",
+	       "record_latency_ms=%.3f offline_latency_ms=%.3f client_cpu_us=%.1f server_cpu_us_base=%.1f "
+	       "server_cpu_us_close=%.1f ratio_min=%.3f ratio_max=%.3f\n",
 	       mysql_get_server_info(my), n_total, k_max, base_rate, close_rate, ratio,
-	       off_rate, off_rate / base_rate, base_lat * 1e3, close_lat * 1e3, off_lat * 1e3);
+	       off_rate, off_rate / base_rate, base_lat * 1e3, close_lat * 1e3, off_lat * 1e3,
+	       close_cpu_us, base_srv_us, close_srv_us, rmin, rmax);
 	rc = 0;
 out:
 	if (sev)

@@ -56,5 +56,7 @@ val() { echo "$line" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 	echo "| baseline: single-row INSERT (CHAR(32) key + 20 BIGINT) via evcs_db_query_platform | $(val baseline_rows_per_s) rows | $(val baseline_latency_ms) | 1.00 |"
 	echo "| session_close via the tp_proto plugin over TCP, opened sessions (priced by the tenant script; session + bill + evidence, group commit; answered after COMMIT) | $(val records_per_s) records | $(val record_latency_ms) | $(val ratio) |"
 	echo "| session_close of sessions the core never saw open (read back first) | $(val offline_per_s) records | $(val offline_latency_ms) | $(val offline_ratio) |"
+	echo
+	echo "Rounds' ratios $(val ratio_min)-$(val ratio_max); CPU per close: this process $(val client_cpu_us) us, database server $(val server_cpu_us_close) us (per baseline row: $(val server_cpu_us_base) us)."
 } >>"$RESULTS"
 echo "appended to $RESULTS"
