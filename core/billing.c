@@ -142,88 +142,18 @@ static void price_plain(const evcs_tariff_model_t *m, const int64_t kwh[4], int6
 	}
 }
 
-/* The snapshot as the bill document's "tariff_snapshot" member (same fields as
- * evcs_tariff_json), written straight into buf. */
-static int snapshot_text(const evcs_tariff_pick_t *t, char *buf, size_t cap)
+/* {"pricing": P, <body's members>, "tariff_snapshot": {...}} serialised once, by jansson.
+ * body (stolen, may be NULL) is the script's bill or the plain figures. */
+static char *bill_document(const char *pricing, json_t *body, const evcs_tariff_pick_t *t)
 {
-	size_t n = 0;
-	int w;
-#define PUT(...)                                                  \
-	do {                                                      \
-		w = snprintf(buf + n, cap - n, __VA_ARGS__);      \
-		if (w < 0 || (size_t)w >= cap - n)                \
-			return -1;                                \
-		n += (size_t)w;                                   \
-	} while (0)
-	PUT("{\"model\":\"%s\",", t->m.model);
-	if (t->id > 0)
-		PUT("\"tariff_id\":%lld,\"source\":\"tariff\",", (long long)t->id);
-	else
-		PUT("\"tariff_id\":null,\"source\":\"script\",");
-	PUT("\"script\":%s", t->script ? "true" : "false");
-	for (int p = 0; p < 4; p++)
-		PUT(",\"%s_elec_rate\":%lld,\"%s_service_rate\":%lld", period_names[p],
-		    (long long)t->m.elec[p], period_names[p], (long long)t->m.service[p]);
-	PUT(",\"loss_ratio\":0,\"slots\":[");
-	/* the 48 slots without a printf each (most of this function's cost) */
-	if (cap - n < EVCS_SLOTS * 4 + 3)
-		return -1;
-	for (int i = 0; i < EVCS_SLOTS; i++) {
-		unsigned v = t->m.slots[i];
-		if (i)
-			buf[n++] = ',';
-		if (v >= 100)
-			buf[n++] = (char)('0' + v / 100);
-		if (v >= 10)
-			buf[n++] = (char)('0' + v / 10 % 10);
-		buf[n++] = (char)('0' + v % 10);
-	}
-	buf[n] = 0;
-	PUT("]}");
-#undef PUT
-	return 0;
-}
-
-/* {"pricing": P, <body members>, "tariff_snapshot": {...}} in one pass: body is a JSON object
- * text (the script's bill, or the plain figures) whose braces are dropped. */
-static char *bill_document(const char *pricing, const char *body, const evcs_tariff_pick_t *t)
-{
-	char snap[1024];
-	snap[0] = 0;
-	if (t && t->found && snapshot_text(t, snap, sizeof snap) < 0)
-		snap[0] = 0;
-	size_t bl = body ? strlen(body) : 0;
-	const char *inner = body && bl >= 2 ? body + 1 : "";
-	size_t il = body && bl >= 2 ? bl - 2 : 0;
-	size_t cap = 64 + il + strlen(snap);
-	char *out = malloc(cap);
-	if (!out)
-		return NULL;
-	/* pieces copied with memcpy: a printf of the whole body costs a copy loop per byte */
-	size_t n = 0, sl = strlen(snap), pl = strlen(pricing);
-	static const char key[] = ",\"tariff_snapshot\":";
-	if (pl + il + sl + sizeof key + 16 > cap) {
-		free(out);
-		return NULL;
-	}
-	memcpy(out + n, "{\"pricing\":\"", 12);
-	n += 12;
-	memcpy(out + n, pricing, pl);
-	n += pl;
-	out[n++] = '"';
-	if (il) {
-		out[n++] = ',';
-		memcpy(out + n, inner, il);
-		n += il;
-	}
-	if (sl) {
-		memcpy(out + n, key, sizeof key - 1);
-		n += sizeof key - 1;
-		memcpy(out + n, snap, sl);
-		n += sl;
-	}
-	out[n++] = '}';
-	out[n] = 0;
+	json_t *doc = json_object();
+	char *out = NULL;
+	if (doc && json_object_set_new(doc, "pricing", json_string(pricing)) == 0 &&
+	    (!body || json_object_update(doc, body) == 0) &&
+	    (!t || !t->found || json_object_set_new(doc, "tariff_snapshot", evcs_tariff_json(t)) == 0))
+		out = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	json_decref(body);
+	json_decref(doc);
 	return out;
 }
 
@@ -263,10 +193,8 @@ int evcs_billing_price(evcs_core_t *core, const evcs_price_in_t *in, evcs_priced
 					out->service += it->amount;
 			}
 			out->total = bill->total;
-			char *bj = evcs_bill_to_json_compact(bill);
 			out->pricing = "script";
-			out->bill_text = bill_document("script", bj, tp);
-			free(bj);
+			out->bill_text = bill_document("script", evcs_bill_to_tree(bill), tp);
 			free(err);
 			free(bill);
 			return 0;
@@ -277,15 +205,16 @@ int evcs_billing_price(evcs_core_t *core, const evcs_price_in_t *in, evcs_priced
 		free(err);
 		free(bill);
 	}
-	char body[256];
 	if (found) {
 		price_plain(&tp->m, in->kwh, out->amounts, &out->elec, &out->service);
 		out->total = out->elec + out->service;
 		out->pricing = "rates";
-		snprintf(body, sizeof body,
-			 "{\"tariff_model\":\"%s\",\"elec_amount\":%lld,\"service_amount\":%lld,\"total\":%lld}",
-			 tp->m.model, (long long)out->elec, (long long)out->service, (long long)out->total);
-		out->bill_text = bill_document("rates", body, tp);
+		out->bill_text = bill_document(
+		    "rates",
+		    json_pack("{s:s, s:I, s:I, s:I}", "tariff_model", tp->m.model, "elec_amount",
+			      (json_int_t)out->elec, "service_amount", (json_int_t)out->service, "total",
+			      (json_int_t)out->total),
+		    tp);
 		return 0;
 	}
 	/* no tariff anywhere: the pile's own unit prices are all there is; say so */
@@ -297,7 +226,7 @@ int evcs_billing_price(evcs_core_t *core, const evcs_price_in_t *in, evcs_priced
 	}
 	out->elec = out->total;
 	out->pricing = "pile_prices";
-	snprintf(body, sizeof body, "{\"total\":%lld}", (long long)out->total);
-	out->bill_text = bill_document("pile_prices", body, NULL);
+	out->bill_text = bill_document("pile_prices", json_pack("{s:I}", "total", (json_int_t)out->total),
+				       NULL);
 	return 0;
 }

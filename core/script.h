@@ -191,9 +191,12 @@ const char *evcs_bill_kind_name(int kind); /* "energy", "service", ... */
  * "0001", "tariff_slots":"48 digits 0-3", "script_sha256":"..."}; integers are
  * raw units, *_yuan / *_kwh strings are exact decimals. NULL on ENOMEM. */
 char *evcs_bill_to_json(const evcs_bill_t *b);
-/* The same without indentation (what a session's stored bill uses): written straight into one
- * buffer, the same text json_dumps(JSON_COMPACT) gives; jansson only for strings to escape. */
+/* The same without indentation. */
 char *evcs_bill_to_json_compact(const evcs_bill_t *b);
+/* The same document as a jansson tree (caller json_decref()s), for embedding it in another
+ * document (the stored bill) without a second serialisation. NULL on ENOMEM. */
+struct json_t;
+struct json_t *evcs_bill_to_tree(const evcs_bill_t *b);
 
 /* Tariff as JSON in the storage field names (model, sharp_elec_rate ...
  * valley_service_rate as "1.50000" strings, loss_ratio 0, slots[48]). */

@@ -661,150 +661,23 @@ void evcs_session_clear(evcs_session_t *s)
 }
 
 /* ---- JSON: bill ------------------------------------------------------------ */
-static char *bill_json(const evcs_bill_t *b, size_t flags);
-char *evcs_bill_to_json(const evcs_bill_t *b) { return bill_json(b, JSON_INDENT(2)); }
-
-/* The compact form written straight into one buffer (it is what every close stores, and the
- * jansson tree + json_dumps cost about 170k instructions a bill): the same text json_dumps
- * gives for the same members in the same order. Strings are copied only when they are
- * printable ASCII without '"' or '\\' (so no escaping can differ); otherwise, or when the
- * buffer is short, the caller falls back to the jansson path. */
-struct jbuf {
-	char *p;
-	size_t n, cap;
-	int bad;
-};
-
-static void jb_raw(struct jbuf *b, const char *s, size_t l)
-{
-	if (b->bad || l > b->cap - b->n) {
-		b->bad = 1;
-		return;
-	}
-	memcpy(b->p + b->n, s, l);
-	b->n += l;
-}
-
-static void jb_lit(struct jbuf *b, const char *s) { jb_raw(b, s, strlen(s)); }
-
-static void jb_str(struct jbuf *b, const char *s)
-{
-	size_t l = 0;
-	for (; s[l]; l++)
-		if ((unsigned char)s[l] < 0x20 || (unsigned char)s[l] > 0x7e || s[l] == '"' || s[l] == '\\')
-			b->bad = 1;
-	jb_raw(b, "\"", 1);
-	jb_raw(b, s, l);
-	jb_raw(b, "\"", 1);
-}
-
-/* digits of a magnitude, right to left */
-static size_t u64_digits(uint64_t a, char out[21])
-{
-	char t[21];
-	size_t n = 0;
-	do {
-		t[n++] = (char)('0' + a % 10);
-		a /= 10;
-	} while (a);
-	for (size_t i = 0; i < n; i++)
-		out[i] = t[n - 1 - i];
-	return n;
-}
-
-static void jb_int(struct jbuf *b, int64_t v)
-{
-	char d[21];
-	if (v < 0)
-		jb_raw(b, "-", 1);
-	jb_raw(b, d, u64_digits(v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v, d));
-}
-
-/* "evcs_decimal_format(v, scale)" as a JSON string */
-static void jb_dec(struct jbuf *b, int64_t v, int scale)
-{
-	uint64_t p = 1;
-	for (int i = 0; i < scale; i++)
-		p *= 10;
-	uint64_t a = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-	char d[21];
-	jb_raw(b, v < 0 ? "\"-" : "\"", v < 0 ? 2 : 1);
-	jb_raw(b, d, u64_digits(a / p, d));
-	if (scale > 0) {
-		size_t n = u64_digits(a % p, d);
-		jb_raw(b, ".", 1);
-		for (size_t i = n; i < (size_t)scale; i++)
-			jb_raw(b, "0", 1);
-		jb_raw(b, d, n);
-	}
-	jb_raw(b, "\"", 1);
-}
-
-char *evcs_bill_to_json_compact(const evcs_bill_t *b)
-{
-	struct jbuf j = {.cap = 512 + b->nitems * 256};
-	j.p = malloc(j.cap);
-	if (!j.p)
-		return NULL;
-	jb_lit(&j, "{\"total\":");
-	jb_int(&j, b->total);
-	jb_lit(&j, ",\"total_yuan\":");
-	jb_dec(&j, b->total, 5);
-	jb_lit(&j, ",\"energy_kwh\":");
-	jb_dec(&j, b->energy_kwh, 4);
-	jb_lit(&j, ",\"period_kwh\":{");
-	for (int p = 0; p < 4; p++) {
-		jb_lit(&j, p ? ",\"" : "\"");
-		jb_lit(&j, period_names[p]);
-		jb_lit(&j, "\":");
-		jb_dec(&j, b->period_kwh[p], 4);
-	}
-	jb_lit(&j, "},\"items\":[");
-	for (size_t i = 0; i < b->nitems; i++) {
-		const evcs_bill_item_t *it = &b->items[i];
-		jb_lit(&j, i ? ",{\"kind\":" : "{\"kind\":");
-		jb_str(&j, evcs_bill_kind_name(it->kind));
-		jb_lit(&j, ",\"period\":");
-		if (it->period >= 0)
-			jb_str(&j, evcs_period_name(it->period));
-		else
-			jb_lit(&j, "null");
-		jb_lit(&j, ",\"label\":");
-		jb_str(&j, it->label);
-		jb_lit(&j, ",\"unit\":");
-		jb_str(&j, it->unit);
-		jb_lit(&j, ",\"qty\":");
-		jb_int(&j, it->qty);
-		jb_lit(&j, ",\"unit_price\":");
-		jb_int(&j, it->unit_price);
-		jb_lit(&j, ",\"amount\":");
-		jb_int(&j, it->amount);
-		jb_lit(&j, ",\"amount_yuan\":");
-		jb_dec(&j, it->amount, 5);
-		jb_lit(&j, "}");
-	}
-	jb_lit(&j, "],\"tariff_model\":");
-	jb_str(&j, b->tariff.model);
-	char slots[EVCS_SLOTS + 1];
-	for (int i = 0; i < EVCS_SLOTS; i++)
-		slots[i] = (char)('0' + (b->tariff.slots[i] & 3));
-	slots[EVCS_SLOTS] = 0;
-	jb_lit(&j, ",\"tariff_slots\":");
-	jb_str(&j, slots);
-	jb_lit(&j, ",\"script_sha256\":");
-	jb_str(&j, b->script_sha256);
-	jb_raw(&j, "}", 2); /* with the terminating NUL */
-	if (j.bad) {
-		free(j.p);
-		return bill_json(b, JSON_COMPACT);
-	}
-	return j.p;
-}
-
 static char *bill_json(const evcs_bill_t *b, size_t flags)
+{
+	json_t *o = evcs_bill_to_tree(b);
+	char *r = o ? json_dumps(o, flags | JSON_PRESERVE_ORDER) : NULL;
+	json_decref(o);
+	return r;
+}
+
+char *evcs_bill_to_json(const evcs_bill_t *b) { return bill_json(b, JSON_INDENT(2)); }
+char *evcs_bill_to_json_compact(const evcs_bill_t *b) { return bill_json(b, JSON_COMPACT); }
+
+json_t *evcs_bill_to_tree(const evcs_bill_t *b)
 {
 	char buf[32];
 	json_t *o = json_object();
+	if (!o)
+		return NULL;
 	json_object_set_new(o, "total", json_integer(b->total));
 	json_object_set_new(o, "total_yuan", json_string(evcs_decimal_format(b->total, 5, buf, sizeof(buf))));
 	json_object_set_new(o, "energy_kwh", json_string(evcs_decimal_format(b->energy_kwh, 4, buf, sizeof(buf))));
@@ -837,7 +710,5 @@ static char *bill_json(const evcs_bill_t *b, size_t flags)
 	slots[EVCS_SLOTS] = 0;
 	json_object_set_new(o, "tariff_slots", json_string(slots));
 	json_object_set_new(o, "script_sha256", json_string(b->script_sha256));
-	char *r = json_dumps(o, flags | JSON_PRESERVE_ORDER);
-	json_decref(o);
-	return r;
+	return o;
 }

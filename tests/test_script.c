@@ -350,9 +350,9 @@ static void test_quote_samples_midnight_json(void)
 	CU_ASSERT_PTR_NOT_NULL_FATAL(bj);
 	CU_ASSERT_PTR_NOT_NULL(strstr(bj, "\"total_yuan\": \"25.25000\""));
 	CU_ASSERT_PTR_NOT_NULL(strstr(bj, "\"period\": \"valley\""));
-	/* the compact form (written without jansson, what sessions store) is byte for byte what
-	 * json_dumps gives for the same document: plain labels, then labels that need escaping
-	 * (quote, backslash, control, non-ASCII: the jansson fallback), negative amounts */
+	/* the compact form (what sessions store) is the same document as the indented one, member
+	 * order included: plain labels, then labels that need escaping (quote, backslash, control,
+	 * non-ASCII) and negative amounts */
 	for (int round = 0; round < 2; round++) {
 		json_t *doc = json_loads(bj, 0, NULL);
 		CU_ASSERT_PTR_NOT_NULL_FATAL(doc);
