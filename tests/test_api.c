@@ -211,13 +211,8 @@ static int suite_init(void)
 		"[core]\nlog_level = err\nschema_dir = %s/schema\n\n[http]\nlisten = 127.0.0.1:0\n"
 		"max_body = 65536\n\n[database]\n",
 		EVCS_TOP_SRCDIR);
-	if (dbc.socket)
-		fprintf(f, "socket = %s\n", dbc.socket);
-	else
-		fprintf(f, "host = 127.0.0.1\nport = %u\n", dbc.port);
-	fprintf(f, "user = %s\npassword = %s\nname = %s\npool = 4\n\n[api]\nbootstrap_token = %s\n"
-		   "command_timeout = 300\n",
-		dbc.user, dbc.password ? dbc.password : "", dbc.name, BOOT);
+	testdb_conf(f, &dbc, 4);
+	fprintf(f, "\n[api]\nbootstrap_token = %s\ncommand_timeout = 300\n", BOOT);
 	/* a plugin serving operator-API routes (tests/test_api_plugin.c) */
 	fprintf(f, "\n[plugin tp_routes]\nfile = %s/tp_routes.so\n", TEST_PLUGIN_DIR);
 	fclose(f);

@@ -51,6 +51,16 @@ MYSQL *testdb_reset(const evcs_db_config_t *cfg)
 	return c;
 }
 
+void testdb_conf(FILE *f, const evcs_db_config_t *cfg, int pool)
+{
+	if (cfg->socket)
+		fprintf(f, "socket = %s\n", cfg->socket);
+	else
+		fprintf(f, "host = 127.0.0.1\nport = %u\n", cfg->port);
+	fprintf(f, "user = %s\npassword = %s\nname = %s\npool = %d\n", cfg->user,
+		cfg->password ? cfg->password : "", cfg->name, pool);
+}
+
 int testdb_sql(MYSQL *c, const char *fmt, ...)
 {
 	char q[4096];

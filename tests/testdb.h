@@ -7,6 +7,8 @@
  *   tests/with-mariadb.sh ./tests/<prog>" on stderr and returns -1 (the suite fails, never skips).
  *   testdb_reset() connects to the server (without a database), drops and re-creates
  *   cfg->name (utf8mb4) and selects it: the connection, or NULL after printing why.
+ *   testdb_conf() writes the lines of an evcsd [database] section for cfg to f (after the caller's
+ *   "[database]" line): socket, or host 127.0.0.1 and port; user, password, name and pool.
  *   testdb_sql()/testdb_qint() run a printf-formatted statement on c:
  *   testdb_sql 0, or -1 after printing "SQL failed: <q>: <error>" (results are discarded);
  *   testdb_qint the first column of the first row as an integer, -1 when no row or NULL,
@@ -18,9 +20,11 @@
 #include "db.h"
 
 #include <mysql.h>
+#include <stdio.h>
 
 int testdb_env(evcs_db_config_t *cfg, const char *prog);
 MYSQL *testdb_reset(const evcs_db_config_t *cfg);
+void testdb_conf(FILE *f, const evcs_db_config_t *cfg, int pool);
 int testdb_sql(MYSQL *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 long long testdb_qint(MYSQL *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
