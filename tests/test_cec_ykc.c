@@ -19,6 +19,9 @@
 #include "core.h"
 #include "db.h"
 #include "store.h"
+#include "testdb.h"
+#include "testhttp.h"
+#include "testproc.h"
 #include "testutil.h"
 #include "ykc_pile.h"
 
@@ -95,71 +98,14 @@ static long long sql_exec(const char *fmt, ...)
 	return id;
 }
 
-struct buf {
-	char *s;
-	size_t n;
-};
-
-static size_t wr(char *p, size_t sz, size_t nm, void *ud)
-{
-	struct buf *b = ud;
-	char *ns = realloc(b->s, b->n + sz * nm + 1);
-	if (!ns)
-		return 0;
-	b->s = ns;
-	memcpy(b->s + b->n, p, sz * nm);
-	b->n += sz * nm;
-	b->s[b->n] = 0;
-	return sz * nm;
-}
-
 /* Operator API call as the platform admin acting on `tenant`; body is stolen. */
 static long api(const char *method, const char *path, json_t *body, json_t **out)
 {
-	CURL *c = curl_easy_init();
-	char url[512], line[128];
-	snprintf(url, sizeof url, "http://127.0.0.1:%d%s", http_port, path);
-	struct curl_slist *h = curl_slist_append(NULL, "Authorization: Bearer " BOOT);
-	snprintf(line, sizeof line, "X-Tenant-ID: %lld", tenant);
-	h = curl_slist_append(h, line);
-	h = curl_slist_append(h, "Content-Type: application/json");
 	char *s = body ? json_dumps(body, JSON_COMPACT) : NULL;
 	json_decref(body);
-	struct buf b = {0};
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, wr);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
-	if (s)
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, s);
-	long st = -1;
-	if (curl_easy_perform(c) == CURLE_OK)
-		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &st);
-	if (out)
-		*out = b.n ? json_loads(b.s, 0, NULL) : NULL;
-	free(b.s);
+	long st = test_http(http_port, method, path, BOOT, tenant, s, NULL, 20L, out, NULL);
 	free(s);
-	curl_slist_free_all(h);
-	curl_easy_cleanup(c);
 	return st;
-}
-
-static int free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in sa = {.sin_family = AF_INET};
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	socklen_t l = sizeof sa;
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
-	    getsockname(fd, (struct sockaddr *)&sa, &l) < 0) {
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	close(fd);
-	return ntohs(sa.sin_port);
 }
 
 static int64_t jint(const json_t *o, const char *k) { return json_integer_value(evcs_cec_jget(o, k)); }
@@ -302,21 +248,12 @@ static int suite_init(void)
 	dbcfg.password = getenv("EVCS_DB_PASSWORD");
 	dbcfg.name = name;
 	dbcfg.connect_timeout_s = 3;
-	char err[512];
-	MYSQL *m = evcs_db_connect_raw(&dbcfg, 1, err, sizeof err);
-	if (!m) {
-		fprintf(stderr, "connect: %s\n", err);
+	char err[512], q[512];
+	MYSQL *m = testdb_reset(&dbcfg);
+	if (!m)
 		return 1;
-	}
-	char q[512];
-	snprintf(q, sizeof q, "DROP DATABASE IF EXISTS `%s`", name);
-	mysql_query(m, q);
-	snprintf(q, sizeof q, "CREATE DATABASE `%s` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci", name);
-	int bad = mysql_query(m, q);
 	mysql_close(m);
-	if (bad)
-		return 1;
-	ykc_port = free_port();
+	ykc_port = test_free_port();
 	snprintf(conf_path, sizeof conf_path, "/tmp/evcs-cec-ykc-%d.conf", (int)getpid());
 	FILE *f = fopen(conf_path, "w");
 	if (!f)
