@@ -72,30 +72,11 @@ static char cid1[20];
 static long long sql_exec(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static long long sql_exec(const char *fmt, ...)
 {
-	char q[4096];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(q, sizeof q, fmt, ap);
+	long long v = testdb_vexec(&dbcfg, -1, fmt, ap);
 	va_end(ap);
-	char err[256];
-	MYSQL *m = evcs_db_connect_raw(&dbcfg, 0, err, sizeof err);
-	if (!m) {
-		fprintf(stderr, "connect: %s\n", err);
-		return -1;
-	}
-	long long id = -1;
-	if (mysql_query(m, q) == 0) {
-		id = (long long)mysql_insert_id(m);
-		MYSQL_RES *r = mysql_store_result(m);
-		if (r) {
-			MYSQL_ROW row = mysql_fetch_row(r);
-			id = row && row[0] ? atoll(row[0]) : -1;
-			mysql_free_result(r);
-		}
-	} else
-		fprintf(stderr, "SQL failed: %s: %s\n", mysql_error(m), q);
-	mysql_close(m);
-	return id;
+	return v;
 }
 
 /* Operator API call as the platform admin acting on `tenant`; body is stolen. */

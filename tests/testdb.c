@@ -96,3 +96,28 @@ long long testdb_qint(MYSQL *c, const char *fmt, ...)
 		mysql_free_result(r);
 	return v;
 }
+
+long long testdb_vexec(const evcs_db_config_t *cfg, long long if_none, const char *fmt,
+		       va_list ap)
+{
+	char q[4096], err[256];
+	vsnprintf(q, sizeof q, fmt, ap);
+	MYSQL *m = evcs_db_connect_raw(cfg, 0, err, sizeof err);
+	if (!m) {
+		fprintf(stderr, "connect: %s\n", err);
+		return -1;
+	}
+	long long id = -1;
+	if (mysql_query(m, q) == 0) {
+		id = (long long)mysql_insert_id(m);
+		MYSQL_RES *r = mysql_store_result(m);
+		if (r) {
+			MYSQL_ROW row = mysql_fetch_row(r);
+			id = row && row[0] ? atoll(row[0]) : if_none;
+			mysql_free_result(r);
+		}
+	} else
+		fprintf(stderr, "SQL failed: %s: %s\n", mysql_error(m), q);
+	mysql_close(m);
+	return id;
+}

@@ -13,6 +13,10 @@
  *   testdb_sql 0, or -1 after printing "SQL failed: <q>: <error>" (results are discarded);
  *   testdb_qint the first column of the first row as an integer, -1 when no row or NULL,
  *   -2 on error (printed).
+ *   testdb_vexec() opens its own connection to cfg's database for one statement and closes it:
+ *   for a statement with a result, the first column of the first row (if_none when there is no
+ *   row or it is NULL); for one without, the last insert id; -1 when it could not connect or the
+ *   statement failed (printed).
  */
 #ifndef EVCS_TESTDB_H
 #define EVCS_TESTDB_H
@@ -20,6 +24,7 @@
 #include "db.h"
 
 #include <mysql.h>
+#include <stdarg.h>
 #include <stdio.h>
 
 int testdb_env(evcs_db_config_t *cfg, const char *prog);
@@ -27,5 +32,7 @@ MYSQL *testdb_reset(const evcs_db_config_t *cfg);
 void testdb_conf(FILE *f, const evcs_db_config_t *cfg, int pool);
 int testdb_sql(MYSQL *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 long long testdb_qint(MYSQL *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+long long testdb_vexec(const evcs_db_config_t *cfg, long long if_none, const char *fmt,
+		       va_list ap);
 
 #endif
