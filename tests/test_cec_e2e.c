@@ -18,6 +18,7 @@
 #include "db.h"
 #include "store.h"
 #include "testdb.h"
+#include "testloop.h"
 #include "testutil.h"
 
 #include <curl/curl.h>
@@ -71,34 +72,7 @@ static int64_t sql_exec(const char *fmt, ...)
 	return v;
 }
 
-struct loop_call {
-	void (*fn)(void *);
-	void *arg;
-	int done;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-};
-
-static void loop_call_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct loop_call *lc = arg;
-	lc->fn(lc->arg);
-	pthread_mutex_lock(&lc->mu);
-	lc->done = 1;
-	pthread_cond_signal(&lc->cv);
-	pthread_mutex_unlock(&lc->mu);
-}
-
-static void run_on_loop(void (*fn)(void *), void *arg)
-{
-	struct loop_call lc = {fn, arg, 0, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER};
-	struct timeval zero = {0, 0};
-	event_base_once(core.base, -1, EV_TIMEOUT, loop_call_cb, &lc, &zero);
-	pthread_mutex_lock(&lc.mu);
-	while (!lc.done)
-		pthread_cond_wait(&lc.cv, &lc.mu);
-	pthread_mutex_unlock(&lc.mu);
-}
+static void run_on_loop(void (*fn)(void *), void *arg) { test_run_on_loop(core.base, fn, arg); }
 
 /* ---- the pile (what the YKC plugin does on the bus) ---- */
 
