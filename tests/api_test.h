@@ -10,6 +10,8 @@
 
 #include "core.h"
 
+#include "testhttp.h"
+
 #include <CUnit/CUnit.h>
 #include <event2/event.h>
 #include <jansson.h>
@@ -30,8 +32,6 @@ long http(const char *method, const char *path, const char *token, long long ten
 	  const char *body, const char *ctype, json_t **out);
 long call(const char *method, const char *path, const char *token, long long tenant,
 	  json_t *body, json_t **out);
-const char *err_code(json_t *o);
-const char *err_field(json_t *o);
 long long jint(json_t *o, const char *k);
 /* POST that must answer 201; the new object's id */
 long long create(const char *path, const char *token, long long tenant, json_t *body);

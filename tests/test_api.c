@@ -14,6 +14,8 @@
 #include "api_test.h"
 #include "core.h"
 #include "db.h"
+#include "testdb.h"
+#include "testhttp.h"
 #include "testutil.h"
 
 #include <curl/curl.h>
@@ -36,64 +38,10 @@ static char conf_path[256];
 MYSQL *raw;
 
 /* ---- HTTP client ------------------------------------------------------------------------- */
-struct buf {
-	char *s;
-	size_t n;
-};
-
-static size_t wr(char *p, size_t sz, size_t nm, void *ud)
-{
-	struct buf *b = ud;
-	char *ns = realloc(b->s, b->n + sz * nm + 1);
-	if (!ns)
-		return 0;
-	b->s = ns;
-	memcpy(b->s + b->n, p, sz * nm);
-	b->n += sz * nm;
-	b->s[b->n] = 0;
-	return sz * nm;
-}
-
-/* Returns the status; *out (optional) gets the parsed JSON body (NULL when none). */
 long http(const char *method, const char *path, const char *token, long long tenant,
-		 const char *body, const char *ctype, json_t **out)
+	  const char *body, const char *ctype, json_t **out)
 {
-	CURL *c = curl_easy_init();
-	char url[1024];
-	snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
-	struct curl_slist *h = NULL;
-	char line[512];
-	if (token) {
-		snprintf(line, sizeof line, "Authorization: Bearer %s", token);
-		h = curl_slist_append(h, line);
-	}
-	if (tenant) {
-		snprintf(line, sizeof line, "X-Tenant-ID: %lld", tenant);
-		h = curl_slist_append(h, line);
-	}
-	snprintf(line, sizeof line, "Content-Type: %s", ctype ? ctype : "application/json");
-	h = curl_slist_append(h, line);
-	h = curl_slist_append(h, "Expect:");
-	struct buf b = {0};
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, wr);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
-	if (body) {
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
-	}
-	long status = -1;
-	if (curl_easy_perform(c) == CURLE_OK)
-		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-	if (out)
-		*out = b.n ? json_loads(b.s, JSON_DECODE_ANY, NULL) : NULL;
-	free(b.s);
-	curl_slist_free_all(h);
-	curl_easy_cleanup(c);
-	return status;
+	return test_http(port, method, path, token, tenant, body, ctype, 20L, out, NULL);
 }
 
 long call(const char *method, const char *path, const char *token, long long tenant,
@@ -104,16 +52,6 @@ long call(const char *method, const char *path, const char *token, long long ten
 	free(s);
 	json_decref(body);
 	return st;
-}
-
-const char *err_field(json_t *o)
-{
-	return json_string_value(json_object_get(json_object_get(o, "error"), "field"));
-}
-
-const char *err_code(json_t *o)
-{
-	return json_string_value(json_object_get(json_object_get(o, "error"), "code"));
 }
 
 /* CUnit asserts only inside a test; suite set-up reports on stderr instead */
@@ -143,10 +81,8 @@ long long create(const char *path, const char *token, long long tenant, json_t *
 
 void sql(const char *q)
 {
-	if (mysql_query(raw, q) != 0) {
-		fprintf(stderr, "SQL failed: %s: %s\n", q, mysql_error(raw));
+	if (testdb_sql(raw, "%s", q) != 0)
 		CU_FAIL("seed SQL failed");
-	}
 }
 
 /* ---- loop-thread helpers -------------------------------------------------------------------- */
@@ -256,38 +192,12 @@ static long long make_tenant(const char *name, int max_piles)
 
 static int suite_init(void)
 {
-	const char *sock = getenv("EVCS_DB_SOCKET"), *dport = getenv("EVCS_DB_PORT");
-	const char *user = getenv("EVCS_DB_USER"), *name = getenv("EVCS_DB_NAME");
-	const char *pw = getenv("EVCS_DB_PASSWORD");
-	if (!user || !name || ((!sock || !*sock) && (!dport || !*dport))) {
-		fprintf(stderr, "\n*** FAIL: test_api needs a MariaDB: EVCS_DB_SOCKET or EVCS_DB_PORT, "
-				"EVCS_DB_USER, EVCS_DB_PASSWORD and EVCS_DB_NAME are not set.\n"
-				"*** Run it as: tests/with-mariadb.sh ./tests/test_api\n");
+	if (testdb_env(&dbc, "test_api") != 0)
 		return 1;
-	}
-	memset(&dbc, 0, sizeof dbc);
-	dbc.socket = sock;
-	dbc.host = "127.0.0.1";
-	dbc.port = dport ? (unsigned)atoi(dport) : 0;
-	dbc.user = user;
-	dbc.password = pw;
-	dbc.name = name;
-	dbc.connect_timeout_s = 3;
 	char err[512];
-	raw = evcs_db_connect_raw(&dbc, 1, err, sizeof err);
-	if (!raw) {
-		fprintf(stderr, "connect: %s\n", err);
+	raw = testdb_reset(&dbc);
+	if (!raw)
 		return 1;
-	}
-	char q[512];
-	snprintf(q, sizeof q, "DROP DATABASE IF EXISTS `%s`", name);
-	mysql_query(raw, q);
-	snprintf(q, sizeof q, "CREATE DATABASE `%s` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci",
-		 name);
-	if (mysql_query(raw, q) || mysql_select_db(raw, name)) {
-		fprintf(stderr, "reset: %s\n", mysql_error(raw));
-		return 1;
-	}
 	int from, to;
 	if (evcs_db_migrate(&dbc, EVCS_TOP_SRCDIR "/schema", &from, &to, err, sizeof err) != 0) {
 		fprintf(stderr, "migrate: %s\n", err);
@@ -301,13 +211,8 @@ static int suite_init(void)
 		"[core]\nlog_level = err\nschema_dir = %s/schema\n\n[http]\nlisten = 127.0.0.1:0\n"
 		"max_body = 65536\n\n[database]\n",
 		EVCS_TOP_SRCDIR);
-	if (sock && *sock)
-		fprintf(f, "socket = %s\n", sock);
-	else
-		fprintf(f, "host = 127.0.0.1\nport = %s\n", dport);
-	fprintf(f, "user = %s\npassword = %s\nname = %s\npool = 4\n\n[api]\nbootstrap_token = %s\n"
-		   "command_timeout = 300\n",
-		user, pw ? pw : "", name, BOOT);
+	testdb_conf(f, &dbc, 4);
+	fprintf(f, "\n[api]\nbootstrap_token = %s\ncommand_timeout = 300\n", BOOT);
 	/* a plugin serving operator-API routes (tests/test_api_plugin.c) */
 	fprintf(f, "\n[plugin tp_routes]\nfile = %s/tp_routes.so\n", TEST_PLUGIN_DIR);
 	fclose(f);
@@ -356,7 +261,7 @@ static void test_auth_and_roles(void)
 {
 	json_t *o = NULL;
 	CU_ASSERT_EQUAL(http("GET", "/api/v1/stations", NULL, 0, NULL, NULL, &o), 401);
-	CU_ASSERT_STRING_EQUAL(err_code(o), "unauthorized");
+	CU_ASSERT_STRING_EQUAL(test_err_code(o), "unauthorized");
 	json_decref(o);
 	CU_ASSERT_EQUAL(http("GET", "/api/v1/stations", "evcs_nope", 0, NULL, NULL, NULL), 401);
 	CU_ASSERT_EQUAL(http("GET", "/api/v1/me", "", 0, NULL, NULL, NULL), 401);
@@ -386,11 +291,11 @@ static void test_auth_and_roles(void)
 			     json_pack("{s:s, s:s}", "username", "x2", "role", "platform-admin"),
 			     &o),
 			403);
-	CU_ASSERT_STRING_EQUAL(err_field(o), "role");
+	CU_ASSERT_STRING_EQUAL(test_err_field(o), "role");
 	json_decref(o);
 	/* tenant binding */
 	CU_ASSERT_EQUAL(http("GET", "/api/v1/stations", BOOT, 0, NULL, NULL, &o), 400);
-	CU_ASSERT_STRING_EQUAL(err_field(o), "X-Tenant-ID");
+	CU_ASSERT_STRING_EQUAL(test_err_field(o), "X-Tenant-ID");
 	json_decref(o);
 	CU_ASSERT_EQUAL(http("GET", "/api/v1/stations", BOOT, 999999, NULL, NULL, NULL), 404);
 	CU_ASSERT_EQUAL(http("GET", "/api/v1/stations", tokA, tB, NULL, NULL, NULL), 403);
@@ -419,7 +324,7 @@ static void test_auth_and_roles(void)
 	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(o, "status")), "suspended");
 	json_decref(o);
 	CU_ASSERT_EQUAL(http("GET", "/api/v1/me", tokS, 0, NULL, NULL, &o), 403);
-	CU_ASSERT_STRING_EQUAL(err_code(o), "tenant_inactive");
+	CU_ASSERT_STRING_EQUAL(test_err_code(o), "tenant_inactive");
 	json_decref(o);
 	/* tokens list shows no secrets */
 	CU_ASSERT_EQUAL(http("GET", "/api/v1/tokens", tokA, 0, NULL, NULL, &o), 200);
@@ -435,12 +340,12 @@ static void test_routing_errors(void)
 {
 	json_t *o = NULL;
 	CU_ASSERT_EQUAL(http("GET", "/api/v1/nothing-here", tokA, 0, NULL, NULL, &o), 404);
-	CU_ASSERT_STRING_EQUAL(err_code(o), "not_found");
+	CU_ASSERT_STRING_EQUAL(test_err_code(o), "not_found");
 	json_decref(o);
 	CU_ASSERT_EQUAL(http("DELETE", "/api/v1/dashboard", tokA, 0, NULL, NULL, NULL), 405);
 	CU_ASSERT_EQUAL(http("GET", "/api/v1/stations/abc", tokA, 0, NULL, NULL, NULL), 404);
 	CU_ASSERT_EQUAL(http("POST", "/api/v1/stations", tokA, 0, "{\"name\": ", NULL, &o), 400);
-	CU_ASSERT_STRING_EQUAL(err_field(o), "body");
+	CU_ASSERT_STRING_EQUAL(test_err_field(o), "body");
 	json_decref(o);
 	CU_ASSERT_EQUAL(http("POST", "/api/v1/stations", tokA, 0, "[1,2]", NULL, &o), 400);
 	json_decref(o);
@@ -493,9 +398,9 @@ static void test_stations_crud_pagination_filters_audit(void)
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		CU_ASSERT_EQUAL(call("POST", "/api/v1/stations", tokAop, 0, bad[i].body, &o), 400);
-		CU_ASSERT_PTR_NOT_NULL(err_field(o));
-		if (err_field(o))
-			CU_ASSERT_STRING_EQUAL(err_field(o), bad[i].field);
+		CU_ASSERT_PTR_NOT_NULL(test_err_field(o));
+		if (test_err_field(o))
+			CU_ASSERT_STRING_EQUAL(test_err_field(o), bad[i].field);
 		json_decref(o);
 	}
 	CU_ASSERT_EQUAL(call("PATCH", path, tokAop, 0, json_object(), &o), 400);
@@ -523,10 +428,10 @@ static void test_stations_crud_pagination_filters_audit(void)
 	CU_ASSERT_EQUAL(json_array_size(json_object_get(o, "items")), 1);
 	json_decref(o);
 	CU_ASSERT_EQUAL(http("GET", "/api/v1/stations?status=bogus", tokAro, 0, NULL, NULL, &o), 400);
-	CU_ASSERT_STRING_EQUAL(err_field(o), "status");
+	CU_ASSERT_STRING_EQUAL(test_err_field(o), "status");
 	json_decref(o);
 	CU_ASSERT_EQUAL(http("GET", "/api/v1/stations?limit=0", tokAro, 0, NULL, NULL, &o), 400);
-	CU_ASSERT_STRING_EQUAL(err_field(o), "limit");
+	CU_ASSERT_STRING_EQUAL(test_err_field(o), "limit");
 	json_decref(o);
 	/* delete, then it is gone */
 	CU_ASSERT_EQUAL(http("DELETE", path, tokAop, 0, NULL, NULL, NULL), 204);
@@ -572,7 +477,7 @@ static void test_piles_connectors_unclaimed_quota(void)
 	CU_ASSERT_EQUAL(call("POST", "/api/v1/piles", tokAop, 0,
 			     json_pack("{s:s}", "serial", "32010200000001"), &o),
 			409);
-	CU_ASSERT_STRING_EQUAL(err_code(o), "conflict");
+	CU_ASSERT_STRING_EQUAL(test_err_code(o), "conflict");
 	json_decref(o);
 	CU_ASSERT_EQUAL(call("POST", "/api/v1/piles", tokB, 0,
 			     json_pack("{s:s}", "serial", "32010200000001"), NULL),
@@ -583,12 +488,12 @@ static void test_piles_connectors_unclaimed_quota(void)
 				       "CP-01234567890123456789012345678901234567890123456789012345678901"),
 			     &o),
 			400);
-	CU_ASSERT_STRING_EQUAL(err_field(o), "serial");
+	CU_ASSERT_STRING_EQUAL(test_err_field(o), "serial");
 	json_decref(o);
 	CU_ASSERT_EQUAL(call("POST", "/api/v1/piles", tokAop, 0,
 			     json_pack("{s:s, s:i}", "serial", "32010200000002", "gun_count", 0), &o),
 			400);
-	CU_ASSERT_STRING_EQUAL(err_field(o), "gun_count");
+	CU_ASSERT_STRING_EQUAL(test_err_field(o), "gun_count");
 	json_decref(o);
 	/* a station of another tenant is not a valid reference */
 	long long stB = create("/api/v1/stations", tokB, 0, json_pack("{s:s}", "name", "B site"));
@@ -597,7 +502,7 @@ static void test_piles_connectors_unclaimed_quota(void)
 				       (json_int_t)stB),
 			     &o),
 			400);
-	CU_ASSERT_STRING_EQUAL(err_field(o), "station_id");
+	CU_ASSERT_STRING_EQUAL(test_err_field(o), "station_id");
 	json_decref(o);
 	/* the station with a pile cannot be deleted */
 	char path[128];
@@ -608,7 +513,7 @@ static void test_piles_connectors_unclaimed_quota(void)
 	CU_ASSERT_EQUAL(call("PATCH", path, tokAop, 0, json_pack("{s:s}", "serial", "32010200000009"),
 			     &o),
 			400);
-	CU_ASSERT_STRING_EQUAL(err_field(o), "serial");
+	CU_ASSERT_STRING_EQUAL(test_err_field(o), "serial");
 	json_decref(o);
 	CU_ASSERT_EQUAL(call("PATCH", path, tokAop, 0, json_pack("{s:s}", "name", "North 1"), &o), 200);
 	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(o, "name")), "North 1");
@@ -649,7 +554,7 @@ static void test_piles_connectors_unclaimed_quota(void)
 			409);
 	snprintf(path, sizeof path, "/api/v1/connectors/%lld", cid);
 	CU_ASSERT_EQUAL(call("PATCH", path, tokAop, 0, json_pack("{s:i}", "status", 3), &o), 400);
-	CU_ASSERT_STRING_EQUAL(err_field(o), "status");
+	CU_ASSERT_STRING_EQUAL(test_err_field(o), "status");
 	json_decref(o);
 	CU_ASSERT_EQUAL(http("DELETE", path, tokAop, 0, NULL, NULL, NULL), 204);
 	/* quota */
@@ -660,7 +565,7 @@ static void test_piles_connectors_unclaimed_quota(void)
 	CU_ASSERT_EQUAL(call("POST", "/api/v1/piles", BOOT, tQ,
 			     json_pack("{s:s}", "serial", "77000000000002"), &o),
 			409);
-	CU_ASSERT_STRING_EQUAL(err_code(o), "quota_exceeded");
+	CU_ASSERT_STRING_EQUAL(test_err_code(o), "quota_exceeded");
 	json_decref(o);
 }
 
@@ -697,12 +602,12 @@ static void test_tariffs_versions_publish(void)
 	json_t *b = tariff_body("Bad", 1);
 	json_object_set_new(b, "slots", json_string("0123"));
 	CU_ASSERT_EQUAL(call("POST", "/api/v1/tariffs", tokAop, 0, b, &o), 400);
-	CU_ASSERT_STRING_EQUAL(err_field(o), "slots");
+	CU_ASSERT_STRING_EQUAL(test_err_field(o), "slots");
 	json_decref(o);
 	b = tariff_body("Bad", 1);
 	json_object_del(b, "peak_elec_rate");
 	CU_ASSERT_EQUAL(call("POST", "/api/v1/tariffs", tokAop, 0, b, &o), 400);
-	CU_ASSERT_STRING_EQUAL(err_field(o), "peak_elec_rate");
+	CU_ASSERT_STRING_EQUAL(test_err_field(o), "peak_elec_rate");
 	json_decref(o);
 	/* PUT makes version 2 with its own model code */
 	char path[128];
@@ -757,7 +662,7 @@ static void test_drivers_cards(void)
 	CU_ASSERT_EQUAL(call("POST", "/api/v1/drivers", tokAop, 0, json_pack("{s:s}", "phone", "13x"),
 			     &o),
 			400);
-	CU_ASSERT_STRING_EQUAL(err_field(o), "phone");
+	CU_ASSERT_STRING_EQUAL(test_err_field(o), "phone");
 	json_decref(o);
 	long long card = create("/api/v1/cards", tokAop, 0,
 				json_pack("{s:I, s:s, s:s, s:b}", "driver_id", (json_int_t)d,
@@ -768,7 +673,7 @@ static void test_drivers_cards(void)
 				       "00000000deadbeef"),
 			     &o),
 			400);
-	CU_ASSERT_STRING_EQUAL(err_field(o), "physical_no");
+	CU_ASSERT_STRING_EQUAL(test_err_field(o), "physical_no");
 	json_decref(o);
 	char q[128];
 	snprintf(q, sizeof q, "/api/v1/cards?driver_id=%lld&offline=true", d);
@@ -895,7 +800,7 @@ static void test_sessions_and_dashboard(void)
 	CU_ASSERT_EQUAL(jint(s0, "energy_kwh_today"), 400000);
 	json_decref(o);
 	CU_ASSERT_EQUAL(http("GET", "/api/v1/dashboard?at_ms=soon", tok, 0, NULL, NULL, &o), 400);
-	CU_ASSERT_STRING_EQUAL(err_field(o), "at_ms");
+	CU_ASSERT_STRING_EQUAL(test_err_field(o), "at_ms");
 	json_decref(o);
 }
 
@@ -934,17 +839,17 @@ static void test_commands(void)
 	const char *path = "/api/v1/piles/32010200000020/commands";
 	CU_ASSERT_EQUAL(call("POST", path, tokAop, 0, json_pack("{s:s}", "command", "reboot"), &o),
 			409);
-	CU_ASSERT_STRING_EQUAL(err_code(o), "offline");
+	CU_ASSERT_STRING_EQUAL(test_err_code(o), "offline");
 	json_decref(o);
 	CU_ASSERT_EQUAL(call("POST", path, tokAro, 0, json_pack("{s:s}", "command", "reboot"), NULL),
 			403);
 	CU_ASSERT_EQUAL(call("POST", path, tokAop, 0, json_pack("{s:i}", "gun", 1), &o), 400);
-	CU_ASSERT_STRING_EQUAL(err_field(o), "command");
+	CU_ASSERT_STRING_EQUAL(test_err_field(o), "command");
 	json_decref(o);
 	CU_ASSERT_EQUAL(call("POST", path, tokAop, 0,
 			     json_pack("{s:s, s:i}", "command", "stop", "gun", 300), &o),
 			400);
-	CU_ASSERT_STRING_EQUAL(err_field(o), "gun");
+	CU_ASSERT_STRING_EQUAL(test_err_field(o), "gun");
 	json_decref(o);
 	CU_ASSERT_EQUAL(call("POST", "/api/v1/piles/32010200009999/commands", tokAop, 0,
 			     json_pack("{s:s}", "command", "reboot"), NULL),
@@ -969,7 +874,7 @@ static void test_commands(void)
 	CU_ASSERT_EQUAL(call("POST", path, tokAop, 0, json_pack("{s:s, s:i}", "command", "start", "gun", 1),
 			     &o),
 			504);
-	CU_ASSERT_STRING_EQUAL(err_code(o), "timeout");
+	CU_ASSERT_STRING_EQUAL(test_err_code(o), "timeout");
 	json_decref(o);
 	/* tenant B cannot command A's pile even though it is online */
 	CU_ASSERT_EQUAL(call("POST", path, tokB, 0, json_pack("{s:s}", "command", "reboot"), NULL),
@@ -983,8 +888,8 @@ static void test_scripts(void)
 	const char *failing = "evcs.on('tick', function(ev) end)\n"
 			      "tests = { sum = function() evcs.expect_eq(1 + 1, 3, 'sum') end }\n";
 	CU_ASSERT_EQUAL(http("PUT", "/api/v1/scripts/alarms", tokA, 0, failing, "text/plain", &o), 400);
-	CU_ASSERT_STRING_EQUAL(err_code(o), "script_rejected");
-	CU_ASSERT_STRING_EQUAL(err_field(o), "source");
+	CU_ASSERT_STRING_EQUAL(test_err_code(o), "script_rejected");
+	CU_ASSERT_STRING_EQUAL(test_err_field(o), "source");
 	const char *msg = json_string_value(json_object_get(json_object_get(o, "error"), "message"));
 	CU_ASSERT_PTR_NOT_NULL(msg && strstr(msg, "sum"));
 	json_decref(o);
@@ -1011,7 +916,7 @@ static void test_scripts(void)
 	CU_ASSERT(json_is_true(json_object_get(json_array_get(it, 0), "live")));
 	json_decref(o);
 	CU_ASSERT_EQUAL(http("PUT", "/api/v1/scripts/Bad-Slot", tokA, 0, good, "text/plain", &o), 400);
-	CU_ASSERT_STRING_EQUAL(err_field(o), "slot");
+	CU_ASSERT_STRING_EQUAL(test_err_field(o), "slot");
 	json_decref(o);
 }
 
@@ -1079,7 +984,7 @@ static void test_tenant_isolation(void)
 		CU_ASSERT_EQUAL(http("GET", p, BOOT, tB, NULL, NULL, &o), 404);
 		json_decref(o);
 		CU_ASSERT_EQUAL(http("GET", p, tokB, 0, NULL, NULL, &o), 404);
-		CU_ASSERT_STRING_EQUAL(err_code(o), "not_found");
+		CU_ASSERT_STRING_EQUAL(test_err_code(o), "not_found");
 		json_decref(o);
 		if (r[i].patch) {
 			json_incref(r[i].patch);

@@ -64,7 +64,7 @@ static void test_plugin_routes_auth_roles(void)
 {
 	json_t *o = NULL;
 	CU_ASSERT_EQUAL(http("GET", "/api/v1/tp/notes", NULL, 0, NULL, NULL, &o), 401);
-	CU_ASSERT_STRING_EQUAL(err_code(o), "unauthorized");
+	CU_ASSERT_STRING_EQUAL(test_err_code(o), "unauthorized");
 	json_decref(o);
 	CU_ASSERT_EQUAL(http("GET", "/api/v1/tp/notes", "evcs_wrong_token", 0, NULL, NULL, NULL), 401);
 	/* a read-only token may list but not create (operator) */
@@ -72,14 +72,14 @@ static void test_plugin_routes_auth_roles(void)
 	CU_ASSERT_EQUAL(call("POST", "/api/v1/tp/notes", tokAro, 0, json_pack("{s:s}", "text", "x"),
 			     &o),
 			403);
-	CU_ASSERT_STRING_EQUAL(err_code(o), "forbidden");
+	CU_ASSERT_STRING_EQUAL(test_err_code(o), "forbidden");
 	json_decref(o);
 	/* an operator may create but not delete (tenant-admin) */
 	long long id = note_new(tokAop, 0, "by the operator", NULL);
 	char path[96];
 	snprintf(path, sizeof path, "/api/v1/tp/notes/%lld", id);
 	CU_ASSERT_EQUAL(http("DELETE", path, tokAop, 0, NULL, NULL, &o), 403);
-	CU_ASSERT_STRING_EQUAL(err_code(o), "forbidden");
+	CU_ASSERT_STRING_EQUAL(test_err_code(o), "forbidden");
 	json_decref(o);
 	CU_ASSERT_EQUAL(http("GET", path, tokAro, 0, NULL, NULL, NULL), 200);
 	CU_ASSERT_EQUAL(http("DELETE", path, tokA, 0, NULL, NULL, &o), 204);
@@ -87,7 +87,7 @@ static void test_plugin_routes_auth_roles(void)
 	CU_ASSERT_EQUAL(http("GET", path, tokAro, 0, NULL, NULL, NULL), 404);
 	/* a platform route: platform admins only */
 	CU_ASSERT_EQUAL(http("GET", "/api/v1/tp/registrations", tokA, 0, NULL, NULL, &o), 403);
-	CU_ASSERT_STRING_EQUAL(err_code(o), "forbidden");
+	CU_ASSERT_STRING_EQUAL(test_err_code(o), "forbidden");
 	json_decref(o);
 	/* what the core tells the plugin about the caller */
 	CU_ASSERT_EQUAL(http("GET", "/api/v1/tp/whoami", tokAro, 0, NULL, NULL, &o), 200);
@@ -115,7 +115,7 @@ static void test_plugin_routes_tenants(void)
 	char pb[96];
 	snprintf(pb, sizeof pb, "/api/v1/tp/notes/%lld", b1);
 	CU_ASSERT_EQUAL(http("GET", pb, tokA, 0, NULL, NULL, &o), 404);
-	CU_ASSERT_STRING_EQUAL(err_code(o), "not_found");
+	CU_ASSERT_STRING_EQUAL(test_err_code(o), "not_found");
 	json_decref(o);
 	CU_ASSERT_EQUAL(http("DELETE", pb, tokA, 0, NULL, NULL, NULL), 404);
 	CU_ASSERT_EQUAL(http("GET", pb, tokB, 0, NULL, NULL, &o), 200); /* still there */
@@ -123,7 +123,7 @@ static void test_plugin_routes_tenants(void)
 	json_decref(o);
 	/* a tenant token cannot name another tenant */
 	CU_ASSERT_EQUAL(http("GET", "/api/v1/tp/notes", tokA, tB, NULL, NULL, &o), 403);
-	CU_ASSERT_STRING_EQUAL(err_field(o), "X-Tenant-ID");
+	CU_ASSERT_STRING_EQUAL(test_err_field(o), "X-Tenant-ID");
 	json_decref(o);
 	/* a platform admin names the tenant: X-Tenant-ID or ?tenant_id= */
 	CU_ASSERT_EQUAL(http("GET", "/api/v1/tp/notes", BOOT, tB, NULL, NULL, &o), 200);
@@ -139,8 +139,8 @@ static void test_plugin_routes_tenants(void)
 	CU_ASSERT_EQUAL(http("GET", pb, BOOT, tB, NULL, NULL, NULL), 200);
 	CU_ASSERT_EQUAL(http("GET", pb, BOOT, tA, NULL, NULL, NULL), 404);
 	CU_ASSERT_EQUAL(http("GET", "/api/v1/tp/notes", BOOT, 0, NULL, NULL, &o), 400);
-	CU_ASSERT_STRING_EQUAL(err_code(o), "tenant_required");
-	CU_ASSERT_STRING_EQUAL(err_field(o), "X-Tenant-ID");
+	CU_ASSERT_STRING_EQUAL(test_err_code(o), "tenant_required");
+	CU_ASSERT_STRING_EQUAL(test_err_field(o), "X-Tenant-ID");
 	json_decref(o);
 	CU_ASSERT_EQUAL(http("GET", "/api/v1/tp/notes", BOOT, 999999, NULL, NULL, NULL), 404);
 	/* the platform admin deletes B's note acting as B */
@@ -162,24 +162,24 @@ static void test_plugin_routes_body_and_errors(void)
 	json_t *o = NULL;
 	/* the core refuses a body that is not a JSON object before the plugin sees it */
 	CU_ASSERT_EQUAL(http("POST", "/api/v1/tp/notes", tokA, 0, "[1,2]", NULL, &o), 400);
-	CU_ASSERT_STRING_EQUAL(err_code(o), "bad_json");
-	CU_ASSERT_STRING_EQUAL(err_field(o), "body");
+	CU_ASSERT_STRING_EQUAL(test_err_code(o), "bad_json");
+	CU_ASSERT_STRING_EQUAL(test_err_field(o), "body");
 	json_decref(o);
 	CU_ASSERT_EQUAL(http("POST", "/api/v1/tp/notes", tokA, 0, "{\"text\": ", NULL, &o), 400);
-	CU_ASSERT_STRING_EQUAL(err_code(o), "bad_json");
+	CU_ASSERT_STRING_EQUAL(test_err_code(o), "bad_json");
 	json_decref(o);
 	CU_ASSERT_EQUAL(http("POST", "/api/v1/tp/notes", tokA, 0, "\"text\"", NULL, NULL), 400);
 	/* the plugin's own check, answered through req_error in the core's format */
 	CU_ASSERT_EQUAL(call("POST", "/api/v1/tp/notes", tokA, 0, json_pack("{s:i}", "text", 5), &o),
 			400);
-	CU_ASSERT_STRING_EQUAL(err_code(o), "invalid");
-	CU_ASSERT_STRING_EQUAL(err_field(o), "text");
+	CU_ASSERT_STRING_EQUAL(test_err_code(o), "invalid");
+	CU_ASSERT_STRING_EQUAL(test_err_field(o), "text");
 	CU_ASSERT_PTR_NOT_NULL(
 	    json_string_value(json_object_get(json_object_get(o, "error"), "message")));
 	json_decref(o);
 	/* an empty body is "{}" for the plugin */
 	CU_ASSERT_EQUAL(http("POST", "/api/v1/tp/notes", tokA, 0, NULL, NULL, &o), 400);
-	CU_ASSERT_STRING_EQUAL(err_field(o), "text");
+	CU_ASSERT_STRING_EQUAL(test_err_field(o), "text");
 	json_decref(o);
 	/* a raw-body route gets the bytes as sent */
 	CU_ASSERT_EQUAL(http("PUT", "/api/v1/tp/echo", tokAop, 0, "x = { not json", "text/plain", &o),
@@ -189,11 +189,11 @@ static void test_plugin_routes_body_and_errors(void)
 	json_decref(o);
 	/* 404 and 405 as for core routes */
 	CU_ASSERT_EQUAL(http("GET", "/api/v1/tp/nothing", tokA, 0, NULL, NULL, &o), 404);
-	CU_ASSERT_STRING_EQUAL(err_code(o), "not_found");
+	CU_ASSERT_STRING_EQUAL(test_err_code(o), "not_found");
 	json_decref(o);
 	CU_ASSERT_EQUAL(http("GET", "/api/v1/tp/notes/1/more", tokA, 0, NULL, NULL, NULL), 404);
 	CU_ASSERT_EQUAL(http("PATCH", "/api/v1/tp/notes", tokA, 0, "{}", NULL, &o), 405);
-	CU_ASSERT_STRING_EQUAL(err_code(o), "method_not_allowed");
+	CU_ASSERT_STRING_EQUAL(test_err_code(o), "method_not_allowed");
 	json_decref(o);
 	CU_ASSERT_EQUAL(http("PUT", "/api/v1/tp/notes/1", tokA, 0, "{}", NULL, NULL), 405);
 	/* 405 is decided before authentication, as for core routes */
@@ -235,11 +235,11 @@ static void test_plugin_routes_pagination(void)
 	json_decref(o);
 	/* the same rules as the core's lists */
 	CU_ASSERT_EQUAL(http("GET", "/api/v1/tp/notes?limit=0", BOOT, tD, NULL, NULL, &o), 400);
-	CU_ASSERT_STRING_EQUAL(err_field(o), "limit");
+	CU_ASSERT_STRING_EQUAL(test_err_field(o), "limit");
 	json_decref(o);
 	CU_ASSERT_EQUAL(http("GET", "/api/v1/tp/notes?limit=501", BOOT, tD, NULL, NULL, NULL), 400);
 	CU_ASSERT_EQUAL(http("GET", "/api/v1/tp/notes?offset=-1", BOOT, tD, NULL, NULL, &o), 400);
-	CU_ASSERT_STRING_EQUAL(err_field(o), "offset");
+	CU_ASSERT_STRING_EQUAL(test_err_field(o), "offset");
 	json_decref(o);
 	CU_ASSERT_EQUAL(http("GET", "/api/v1/tp/notes?limit=x", BOOT, tD, NULL, NULL, NULL), 400);
 }
@@ -366,7 +366,7 @@ static void *bg_main(void *arg)
 	struct bg *b = arg;
 	json_t *o = NULL;
 	b->status = http("GET", b->path, tokA, 0, NULL, NULL, &o);
-	snprintf(b->code, sizeof b->code, "%s", err_code(o) ? err_code(o) : "");
+	snprintf(b->code, sizeof b->code, "%s", test_err_code(o) ? test_err_code(o) : "");
 	json_decref(o);
 	return NULL;
 }
@@ -444,7 +444,7 @@ static void test_plugin_routes_registration(void)
 	CU_ASSERT_STRING_EQUAL(b1.code, "unavailable");
 	/* its routes and operations are gone; tp_routes' stay */
 	CU_ASSERT_EQUAL(http("GET", "/api/v1/tp2/ping", tokA, 0, NULL, NULL, &o), 404);
-	CU_ASSERT_STRING_EQUAL(err_code(o), "not_found");
+	CU_ASSERT_STRING_EQUAL(test_err_code(o), "not_found");
 	json_decref(o);
 	CU_ASSERT_EQUAL(http("GET", "/api/v1/openapi.json", NULL, 0, NULL, NULL, &o), 200);
 	CU_ASSERT_PTR_NULL(json_object_get(json_object_get(o, "paths"), "/api/v1/tp2/ping"));

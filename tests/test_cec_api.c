@@ -9,6 +9,8 @@
  */
 #include "core.h"
 #include "db.h"
+#include "testdb.h"
+#include "testhttp.h"
 #include "testutil.h"
 
 #include <curl/curl.h>
@@ -32,64 +34,10 @@ static char conf_path[256];
 static MYSQL *raw;
 
 /* ---- HTTP client ------------------------------------------------------------------------- */
-struct buf {
-	char *s;
-	size_t n;
-};
-
-static size_t wr(char *p, size_t sz, size_t nm, void *ud)
-{
-	struct buf *b = ud;
-	char *ns = realloc(b->s, b->n + sz * nm + 1);
-	if (!ns)
-		return 0;
-	b->s = ns;
-	memcpy(b->s + b->n, p, sz * nm);
-	b->n += sz * nm;
-	b->s[b->n] = 0;
-	return sz * nm;
-}
-
-/* Returns the status; *out (optional) gets the parsed JSON body (NULL when none). */
 static long http(const char *method, const char *path, const char *token, long long tenant,
 		 const char *body, const char *ctype, json_t **out)
 {
-	CURL *c = curl_easy_init();
-	char url[1024];
-	snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
-	struct curl_slist *h = NULL;
-	char line[512];
-	if (token) {
-		snprintf(line, sizeof line, "Authorization: Bearer %s", token);
-		h = curl_slist_append(h, line);
-	}
-	if (tenant) {
-		snprintf(line, sizeof line, "X-Tenant-ID: %lld", tenant);
-		h = curl_slist_append(h, line);
-	}
-	snprintf(line, sizeof line, "Content-Type: %s", ctype ? ctype : "application/json");
-	h = curl_slist_append(h, line);
-	h = curl_slist_append(h, "Expect:");
-	struct buf b = {0};
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, wr);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
-	if (body) {
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
-	}
-	long status = -1;
-	if (curl_easy_perform(c) == CURLE_OK)
-		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-	if (out)
-		*out = b.n ? json_loads(b.s, JSON_DECODE_ANY, NULL) : NULL;
-	free(b.s);
-	curl_slist_free_all(h);
-	curl_easy_cleanup(c);
-	return status;
+	return test_http(port, method, path, token, tenant, body, ctype, 20L, out, NULL);
 }
 
 static long call(const char *method, const char *path, const char *token, long long tenant,
@@ -100,16 +48,6 @@ static long call(const char *method, const char *path, const char *token, long l
 	free(s);
 	json_decref(body);
 	return st;
-}
-
-static const char *err_field(json_t *o)
-{
-	return json_string_value(json_object_get(json_object_get(o, "error"), "field"));
-}
-
-static const char *err_code(json_t *o)
-{
-	return json_string_value(json_object_get(json_object_get(o, "error"), "code"));
 }
 
 /* CUnit asserts only inside a test; suite set-up reports on stderr instead */
@@ -170,38 +108,12 @@ static long long make_tenant(const char *name, int max_piles)
 
 static int suite_init(void)
 {
-	const char *sock = getenv("EVCS_DB_SOCKET"), *dport = getenv("EVCS_DB_PORT");
-	const char *user = getenv("EVCS_DB_USER"), *name = getenv("EVCS_DB_NAME");
-	const char *pw = getenv("EVCS_DB_PASSWORD");
-	if (!user || !name || ((!sock || !*sock) && (!dport || !*dport))) {
-		fprintf(stderr, "\n*** FAIL: test_cec_api needs a MariaDB: EVCS_DB_SOCKET or EVCS_DB_PORT, "
-				"EVCS_DB_USER, EVCS_DB_PASSWORD and EVCS_DB_NAME are not set.\n"
-				"*** Run it as: tests/with-mariadb.sh ./tests/test_cec_api\n");
+	if (testdb_env(&dbc, "test_cec_api") != 0)
 		return 1;
-	}
-	memset(&dbc, 0, sizeof dbc);
-	dbc.socket = sock;
-	dbc.host = "127.0.0.1";
-	dbc.port = dport ? (unsigned)atoi(dport) : 0;
-	dbc.user = user;
-	dbc.password = pw;
-	dbc.name = name;
-	dbc.connect_timeout_s = 3;
 	char err[512];
-	raw = evcs_db_connect_raw(&dbc, 1, err, sizeof err);
-	if (!raw) {
-		fprintf(stderr, "connect: %s\n", err);
+	raw = testdb_reset(&dbc);
+	if (!raw)
 		return 1;
-	}
-	char q[512];
-	snprintf(q, sizeof q, "DROP DATABASE IF EXISTS `%s`", name);
-	mysql_query(raw, q);
-	snprintf(q, sizeof q, "CREATE DATABASE `%s` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci",
-		 name);
-	if (mysql_query(raw, q) || mysql_select_db(raw, name)) {
-		fprintf(stderr, "reset: %s\n", mysql_error(raw));
-		return 1;
-	}
 	snprintf(conf_path, sizeof conf_path, "/tmp/test_cec_api.%d.conf", (int)getpid());
 	FILE *f = fopen(conf_path, "w");
 	if (!f)
@@ -210,13 +122,8 @@ static int suite_init(void)
 		"[core]\nlog_level = err\nschema_dir = %s/schema\nplugin_dir = " TEST_CEC_PLUGIN_DIR "\n\n[http]\nlisten = 127.0.0.1:0\n"
 		"max_body = 65536\n\n[database]\n",
 		EVCS_TOP_SRCDIR);
-	if (sock && *sock)
-		fprintf(f, "socket = %s\n", sock);
-	else
-		fprintf(f, "host = 127.0.0.1\nport = %s\n", dport);
-	fprintf(f, "user = %s\npassword = %s\nname = %s\npool = 4\n\n[api]\nbootstrap_token = %s\n"
-		   "command_timeout = 300\n",
-		user, pw ? pw : "", name, BOOT);
+	testdb_conf(f, &dbc, 4);
+	fprintf(f, "\n[api]\nbootstrap_token = %s\ncommand_timeout = 300\n", BOOT);
 	/* the plugin; the partners' state is its refresh's business, not this test's */
 	fprintf(f, "\n[plugin cec]\nrefresh_interval = 3600\ncheck_hour = -1\n");
 	fclose(f);
@@ -386,16 +293,16 @@ static void test_partners_crud_secrets_profile(void)
 		o = NULL;
 		json_incref(bad[i].body);
 		CU_ASSERT_EQUAL(call("PATCH", path, tokA, 0, bad[i].body, &o), 400);
-		if (!err_field(o) || strcmp(err_field(o), bad[i].field))
-			fprintf(stderr, "partner PATCH %zu: field %s, want %s\n", i, err_field(o) ? err_field(o) : "(none)",
+		if (!test_err_field(o) || strcmp(test_err_field(o), bad[i].field))
+			fprintf(stderr, "partner PATCH %zu: field %s, want %s\n", i, test_err_field(o) ? test_err_field(o) : "(none)",
 				bad[i].field);
-		CU_ASSERT(err_field(o) && !strcmp(err_field(o), bad[i].field));
+		CU_ASSERT(test_err_field(o) && !strcmp(test_err_field(o), bad[i].field));
 		json_decref(o);
 		/* and on create */
 		json_t *b = partner_body("PARTNER09");
 		json_object_update(b, bad[i].body);
 		CU_ASSERT_EQUAL(call("POST", "/api/v1/partners", tokA, 0, b, &o), 400);
-		CU_ASSERT(err_field(o) && !strcmp(err_field(o), bad[i].field));
+		CU_ASSERT(test_err_field(o) && !strcmp(test_err_field(o), bad[i].field));
 		json_decref(o);
 		json_decref(bad[i].body);
 	}
@@ -409,10 +316,10 @@ static void test_partners_crud_secrets_profile(void)
 	json_t *b = partner_body("PARTNER02");
 	json_object_del(b, "data_secret");
 	CU_ASSERT_EQUAL(call("POST", "/api/v1/partners", tokA, 0, b, &o), 400);
-	CU_ASSERT_STRING_EQUAL(err_field(o), "data_secret");
+	CU_ASSERT_STRING_EQUAL(test_err_field(o), "data_secret");
 	json_decref(o);
 	CU_ASSERT_EQUAL(call("POST", "/api/v1/partners", tokA, 0, partner_body("PARTNER01"), &o), 409);
-	CU_ASSERT_STRING_EQUAL(err_code(o), "conflict");
+	CU_ASSERT_STRING_EQUAL(test_err_code(o), "conflict");
 	json_decref(o);
 
 	/* station permissions */
@@ -433,7 +340,7 @@ static void test_partners_crud_secrets_profile(void)
 	/* another tenant's station is not a station here; nothing changes */
 	CU_ASSERT_EQUAL(call("PUT", sp, tokA, 0, json_pack("{s:[I,I]}", "station_ids", (json_int_t)s1, (json_int_t)sb), &o),
 			400);
-	CU_ASSERT_STRING_EQUAL(err_field(o), "station_ids");
+	CU_ASSERT_STRING_EQUAL(test_err_field(o), "station_ids");
 	json_decref(o);
 	CU_ASSERT_EQUAL(call("PUT", sp, tokA, 0, json_pack("{s:[I,I]}", "station_ids", (json_int_t)s1, (json_int_t)s1), &o),
 			400);
@@ -480,7 +387,7 @@ static void test_partners_tenant_isolation(void)
 	CU_ASSERT(list_has_id("/api/v1/partners?limit=500", tokA, id));
 	CU_ASSERT(!list_has_id("/api/v1/partners?limit=500", tokB, id));
 	CU_ASSERT_EQUAL(http("GET", path, tokB, 0, NULL, NULL, &o), 404);
-	CU_ASSERT_STRING_EQUAL(err_code(o), "not_found");
+	CU_ASSERT_STRING_EQUAL(test_err_code(o), "not_found");
 	json_decref(o);
 	CU_ASSERT_EQUAL(http("GET", path, BOOT, tB, NULL, NULL, NULL), 404);
 	CU_ASSERT_EQUAL(call("PATCH", path, tokB, 0, json_pack("{s:s, s:s}", "name", "pwned", "sig_secret", "pwned"), NULL),
@@ -494,7 +401,7 @@ static void test_partners_tenant_isolation(void)
 	char spb[200];
 	snprintf(spb, sizeof spb, "/api/v1/partners/%lld/stations", idb);
 	CU_ASSERT_EQUAL(call("PUT", spb, tokB, 0, json_pack("{s:[I]}", "station_ids", (json_int_t)sa), &o), 400);
-	CU_ASSERT_STRING_EQUAL(err_field(o), "station_ids");
+	CU_ASSERT_STRING_EQUAL(test_err_field(o), "station_ids");
 	json_decref(o);
 	/* A's partner is untouched */
 	CU_ASSERT_EQUAL(http("GET", path, tokA, 0, NULL, NULL, &o), 200);

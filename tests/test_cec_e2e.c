@@ -17,6 +17,8 @@
 #include "core.h"
 #include "db.h"
 #include "store.h"
+#include "testdb.h"
+#include "testloop.h"
 #include "testutil.h"
 
 #include <curl/curl.h>
@@ -60,69 +62,17 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static MYSQL *sql_conn(void)
-{
-	char err[256];
-	MYSQL *m = evcs_db_connect_raw(&dbcfg, 0, err, sizeof err);
-	if (!m)
-		fprintf(stderr, "connect: %s\n", err);
-	return m;
-}
-
 static int64_t sql_exec(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int64_t sql_exec(const char *fmt, ...)
 {
-	char q[4096];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(q, sizeof q, fmt, ap);
+	int64_t v = testdb_vexec(&dbcfg, 0, fmt, ap);
 	va_end(ap);
-	MYSQL *m = sql_conn();
-	if (!m)
-		return -1;
-	int64_t id = -1;
-	if (mysql_query(m, q) == 0) {
-		id = (int64_t)mysql_insert_id(m);
-		MYSQL_RES *r = mysql_store_result(m);
-		if (r) {
-			MYSQL_ROW row = mysql_fetch_row(r);
-			id = row && row[0] ? atoll(row[0]) : 0;
-			mysql_free_result(r);
-		}
-	} else
-		fprintf(stderr, "SQL failed: %s: %s\n", mysql_error(m), q);
-	mysql_close(m);
-	return id;
+	return v;
 }
 
-struct loop_call {
-	void (*fn)(void *);
-	void *arg;
-	int done;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-};
-
-static void loop_call_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct loop_call *lc = arg;
-	lc->fn(lc->arg);
-	pthread_mutex_lock(&lc->mu);
-	lc->done = 1;
-	pthread_cond_signal(&lc->cv);
-	pthread_mutex_unlock(&lc->mu);
-}
-
-static void run_on_loop(void (*fn)(void *), void *arg)
-{
-	struct loop_call lc = {fn, arg, 0, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER};
-	struct timeval zero = {0, 0};
-	event_base_once(core.base, -1, EV_TIMEOUT, loop_call_cb, &lc, &zero);
-	pthread_mutex_lock(&lc.mu);
-	while (!lc.done)
-		pthread_cond_wait(&lc.cv, &lc.mu);
-	pthread_mutex_unlock(&lc.mu);
-}
+static void run_on_loop(void (*fn)(void *), void *arg) { test_run_on_loop(core.base, fn, arg); }
 
 /* ---- the pile (what the YKC plugin does on the bus) ---- */
 

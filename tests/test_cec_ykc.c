@@ -19,6 +19,10 @@
 #include "core.h"
 #include "db.h"
 #include "store.h"
+#include "testdb.h"
+#include "testhttp.h"
+#include "testproc.h"
+#include "testloop.h"
 #include "testutil.h"
 #include "ykc_pile.h"
 
@@ -69,97 +73,21 @@ static char cid1[20];
 static long long sql_exec(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static long long sql_exec(const char *fmt, ...)
 {
-	char q[4096];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(q, sizeof q, fmt, ap);
+	long long v = testdb_vexec(&dbcfg, -1, fmt, ap);
 	va_end(ap);
-	char err[256];
-	MYSQL *m = evcs_db_connect_raw(&dbcfg, 0, err, sizeof err);
-	if (!m) {
-		fprintf(stderr, "connect: %s\n", err);
-		return -1;
-	}
-	long long id = -1;
-	if (mysql_query(m, q) == 0) {
-		id = (long long)mysql_insert_id(m);
-		MYSQL_RES *r = mysql_store_result(m);
-		if (r) {
-			MYSQL_ROW row = mysql_fetch_row(r);
-			id = row && row[0] ? atoll(row[0]) : -1;
-			mysql_free_result(r);
-		}
-	} else
-		fprintf(stderr, "SQL failed: %s: %s\n", mysql_error(m), q);
-	mysql_close(m);
-	return id;
-}
-
-struct buf {
-	char *s;
-	size_t n;
-};
-
-static size_t wr(char *p, size_t sz, size_t nm, void *ud)
-{
-	struct buf *b = ud;
-	char *ns = realloc(b->s, b->n + sz * nm + 1);
-	if (!ns)
-		return 0;
-	b->s = ns;
-	memcpy(b->s + b->n, p, sz * nm);
-	b->n += sz * nm;
-	b->s[b->n] = 0;
-	return sz * nm;
+	return v;
 }
 
 /* Operator API call as the platform admin acting on `tenant`; body is stolen. */
 static long api(const char *method, const char *path, json_t *body, json_t **out)
 {
-	CURL *c = curl_easy_init();
-	char url[512], line[128];
-	snprintf(url, sizeof url, "http://127.0.0.1:%d%s", http_port, path);
-	struct curl_slist *h = curl_slist_append(NULL, "Authorization: Bearer " BOOT);
-	snprintf(line, sizeof line, "X-Tenant-ID: %lld", tenant);
-	h = curl_slist_append(h, line);
-	h = curl_slist_append(h, "Content-Type: application/json");
 	char *s = body ? json_dumps(body, JSON_COMPACT) : NULL;
 	json_decref(body);
-	struct buf b = {0};
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, wr);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
-	if (s)
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, s);
-	long st = -1;
-	if (curl_easy_perform(c) == CURLE_OK)
-		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &st);
-	if (out)
-		*out = b.n ? json_loads(b.s, 0, NULL) : NULL;
-	free(b.s);
+	long st = test_http(http_port, method, path, BOOT, tenant, s, NULL, 20L, out, NULL);
 	free(s);
-	curl_slist_free_all(h);
-	curl_easy_cleanup(c);
 	return st;
-}
-
-static int free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in sa = {.sin_family = AF_INET};
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	socklen_t l = sizeof sa;
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
-	    getsockname(fd, (struct sockaddr *)&sa, &l) < 0) {
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	close(fd);
-	return ntohs(sa.sin_port);
 }
 
 static int64_t jint(const json_t *o, const char *k) { return json_integer_value(evcs_cec_jget(o, k)); }
@@ -250,34 +178,7 @@ static void *loop_main(void *arg)
 	return NULL;
 }
 
-struct loop_call {
-	void (*fn)(void *);
-	void *arg;
-	int done;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-};
-
-static void loop_call_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct loop_call *lc = arg;
-	lc->fn(lc->arg);
-	pthread_mutex_lock(&lc->mu);
-	lc->done = 1;
-	pthread_cond_signal(&lc->cv);
-	pthread_mutex_unlock(&lc->mu);
-}
-
-static void run_on_loop(void (*fn)(void *), void *arg)
-{
-	struct loop_call lc = {fn, arg, 0, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER};
-	struct timeval zero = {0, 0};
-	event_base_once(core.base, -1, EV_TIMEOUT, loop_call_cb, &lc, &zero);
-	pthread_mutex_lock(&lc.mu);
-	while (!lc.done)
-		pthread_cond_wait(&lc.cv, &lc.mu);
-	pthread_mutex_unlock(&lc.mu);
-}
+static void run_on_loop(void (*fn)(void *), void *arg) { test_run_on_loop(core.base, fn, arg); }
 
 static void stop_loop(void *arg) { event_base_loopbreak(core.base); }
 
@@ -302,21 +203,12 @@ static int suite_init(void)
 	dbcfg.password = getenv("EVCS_DB_PASSWORD");
 	dbcfg.name = name;
 	dbcfg.connect_timeout_s = 3;
-	char err[512];
-	MYSQL *m = evcs_db_connect_raw(&dbcfg, 1, err, sizeof err);
-	if (!m) {
-		fprintf(stderr, "connect: %s\n", err);
+	char err[512], q[512];
+	MYSQL *m = testdb_reset(&dbcfg);
+	if (!m)
 		return 1;
-	}
-	char q[512];
-	snprintf(q, sizeof q, "DROP DATABASE IF EXISTS `%s`", name);
-	mysql_query(m, q);
-	snprintf(q, sizeof q, "CREATE DATABASE `%s` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci", name);
-	int bad = mysql_query(m, q);
 	mysql_close(m);
-	if (bad)
-		return 1;
-	ykc_port = free_port();
+	ykc_port = test_free_port();
 	snprintf(conf_path, sizeof conf_path, "/tmp/evcs-cec-ykc-%d.conf", (int)getpid());
 	FILE *f = fopen(conf_path, "w");
 	if (!f)

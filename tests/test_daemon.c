@@ -4,6 +4,7 @@
  * SIGHUP and SIGTERM, and reads its log. Also --version, --check-config and a
  * bad config's line-numbered error.
  */
+#include "testproc.h"
 #include "testutil.h"
 
 #include <arpa/inet.h>
@@ -26,17 +27,6 @@
 
 static char dir[256], conf[300], log_path[300];
 static int http_port, plug_port;
-
-static int free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	bind(fd, (struct sockaddr *)&a, sizeof a);
-	socklen_t l = sizeof a;
-	getsockname(fd, (struct sockaddr *)&a, &l);
-	close(fd);
-	return ntohs(a.sin_port);
-}
 
 static int connect_to(int port)
 {
@@ -114,34 +104,8 @@ static pid_t start_daemon(void)
 	return pid;
 }
 
-static int log_has(const char *s)
-{
-	for (int i = 0; i < 100; i++) {
-		FILE *f = fopen(log_path, "r");
-		char buf[65536];
-		size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
-		if (f)
-			fclose(f);
-		buf[n] = 0;
-		if (strstr(buf, s))
-			return 1;
-		usleep(20000);
-	}
-	return 0;
-}
-
-static int wait_exit(pid_t pid, int secs)
-{
-	for (int i = 0; i < secs * 50; i++) {
-		int st;
-		if (waitpid(pid, &st, WNOHANG) == pid)
-			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-		usleep(20000);
-	}
-	kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
-	return -1;
-}
+/* the daemon's log has s (polled for 2 s) */
+static int log_has(const char *s) { return test_file_has(log_path, s, 100); }
 
 static void test_daemon_lifecycle(void)
 {
@@ -200,7 +164,7 @@ static void test_daemon_lifecycle(void)
 	size_t n = read_some(c, buf, sizeof buf, NULL); /* returns at EOF */
 	CU_ASSERT_EQUAL(n, 0);
 	close(c);
-	CU_ASSERT_EQUAL(wait_exit(pid, 10), 0);
+	CU_ASSERT_EQUAL(test_wait_exit(pid, 10), 0);
 	CU_ASSERT_TRUE(log_has("testplug cleanup"));
 	CU_ASSERT_TRUE(log_has("[core] stopped"));
 }
@@ -284,7 +248,7 @@ static void test_evcsctl(void)
 	CU_ASSERT_EQUAL(sh(cmd, out, sizeof out), 1);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "not_found"));
 	kill(pid, SIGTERM);
-	CU_ASSERT_EQUAL(wait_exit(pid, 10), 0);
+	CU_ASSERT_EQUAL(test_wait_exit(pid, 10), 0);
 	/* daemon gone: a clear error, exit 1 */
 	snprintf(cmd, sizeof cmd, "%s --url http://127.0.0.1:%d health 2>&1", EVCSCTL_BIN, http_port);
 	CU_ASSERT_EQUAL(sh(cmd, out, sizeof out), 1);
@@ -358,7 +322,7 @@ static void test_tls(void)
 	sh(cmd, out, sizeof out);
 	CU_ASSERT_PTR_NULL(strstr(out, "ready"));
 	kill(pid, SIGTERM);
-	CU_ASSERT_EQUAL(wait_exit(pid, 10), 0);
+	CU_ASSERT_EQUAL(test_wait_exit(pid, 10), 0);
 	/* a key that does not match is refused at start with a clear reason */
 	f = fopen(conf, "w");
 	fprintf(f, "[http]\nlisten = 127.0.0.1:%d\ntls_cert = %s\ntls_key = %s\n", http_port, cert, conf);
@@ -376,8 +340,8 @@ static int setup(void)
 	mkdir(dir, 0700);
 	snprintf(conf, sizeof conf, "%s/evcsd.conf", dir);
 	snprintf(log_path, sizeof log_path, "%s/evcsd.log", dir);
-	http_port = free_port();
-	plug_port = free_port();
+	http_port = test_free_port();
+	plug_port = test_free_port();
 	signal(SIGPIPE, SIG_IGN);
 	return 0;
 }

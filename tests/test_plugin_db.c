@@ -18,6 +18,8 @@
  */
 #include "core.h"
 #include "db.h"
+#include "testdb.h"
+#include "testproc.h"
 #include "testutil.h"
 
 #include <arpa/inet.h>
@@ -40,7 +42,6 @@
 #endif
 
 static evcs_db_config_t dbc;
-static const char *env_sock, *env_port, *env_user, *env_pw, *env_name;
 static int env_ok;
 static char dir[256], conf[300], log_path[300], out_path[300];
 static int http_port;
@@ -48,25 +49,8 @@ static int http_port;
 /* ---- environment and raw SQL ----------------------------------------------------------- */
 static int env_init(void)
 {
-	env_sock = getenv("EVCS_DB_SOCKET");
-	env_port = getenv("EVCS_DB_PORT");
-	env_user = getenv("EVCS_DB_USER");
-	env_pw = getenv("EVCS_DB_PASSWORD");
-	env_name = getenv("EVCS_DB_NAME");
-	if (!env_user || !env_name || ((!env_sock || !*env_sock) && (!env_port || !*env_port))) {
-		fprintf(stderr, "\n*** FAIL: test_plugin_db needs a MariaDB: EVCS_DB_SOCKET or "
-				"EVCS_DB_PORT, EVCS_DB_USER, EVCS_DB_PASSWORD and EVCS_DB_NAME are not set.\n"
-				"*** Run it as: tests/with-mariadb.sh ./tests/test_plugin_db\n");
+	if (testdb_env(&dbc, "test_plugin_db") != 0)
 		return -1;
-	}
-	memset(&dbc, 0, sizeof dbc);
-	dbc.socket = env_sock;
-	dbc.host = "127.0.0.1";
-	dbc.port = env_port ? (unsigned)atoi(env_port) : 0;
-	dbc.user = env_user;
-	dbc.password = env_pw;
-	dbc.name = env_name;
-	dbc.connect_timeout_s = 3;
 	snprintf(dir, sizeof dir, "/tmp/test_plugin_db.%d", (int)getpid());
 	mkdir(dir, 0700);
 	snprintf(conf, sizeof conf, "%s/evcsd.conf", dir);
@@ -139,39 +123,23 @@ static int reset_db(void)
 	snprintf(q, sizeof q,
 		 "DROP DATABASE IF EXISTS `%s`; CREATE DATABASE `%s` CHARACTER SET utf8mb4 COLLATE "
 		 "utf8mb4_unicode_ci",
-		 env_name, env_name);
+		 dbc.name, dbc.name);
 	return sql(q);
 }
 
 /* ---- config, migrate, daemon ------------------------------------------------------------ */
-static int free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	bind(fd, (struct sockaddr *)&a, sizeof a);
-	socklen_t l = sizeof a;
-	getsockname(fd, (struct sockaddr *)&a, &l);
-	close(fd);
-	return ntohs(a.sin_port);
-}
-
 /* plugins: "" = none, else the text of the [plugin ...] sections. with_db: a [database]. */
 static void write_conf(const char *plugins, int with_db)
 {
 	FILE *f = fopen(conf, "w");
-	http_port = free_port();
+	http_port = test_free_port();
 	fprintf(f,
 		"[core]\nlog_level = info\nplugin_dir = %s\nschema_dir = %s/schema\n"
 		"shutdown_timeout = 2000\n[http]\nlisten = 127.0.0.1:%d\n",
 		TEST_PLUGIN_DIR, EVCS_TOP_SRCDIR, http_port);
 	if (with_db) {
 		fprintf(f, "[database]\n");
-		if (env_sock && *env_sock)
-			fprintf(f, "socket = %s\n", env_sock);
-		else
-			fprintf(f, "host = 127.0.0.1\nport = %s\n", env_port);
-		fprintf(f, "user = %s\npassword = %s\nname = %s\npool = 2\n", env_user,
-			env_pw ? env_pw : "", env_name);
+		testdb_conf(f, &dbc, 2);
 	}
 	fprintf(f, "%s", plugins);
 	fclose(f);
@@ -190,19 +158,6 @@ static char *slurp(const char *path)
 		fclose(f);
 	buf[n] = 0;
 	return buf;
-}
-
-static int wait_exit(pid_t pid, int secs)
-{
-	for (int i = 0; i < secs * 50; i++) {
-		int st;
-		if (waitpid(pid, &st, WNOHANG) == pid)
-			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-		usleep(20000);
-	}
-	kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
-	return -1;
 }
 
 static pid_t spawn(const char *outfile, int migrate)
@@ -227,24 +182,16 @@ static pid_t spawn(const char *outfile, int migrate)
 /* `evcsd --check-config`: exit status; its output is in out_path. */
 static int run_check_config(void)
 {
-	return wait_exit(spawn(out_path, 2), 60);
+	return test_wait_exit(spawn(out_path, 2), 60);
 }
 
 /* `evcsd --migrate`: exit status; its output is in out_path. */
 static int run_migrate(void)
 {
-	return wait_exit(spawn(out_path, 1), 60);
+	return test_wait_exit(spawn(out_path, 1), 60);
 }
 
-static int log_has(const char *s, int tries)
-{
-	for (int i = 0; i < tries; i++) {
-		if (strstr(slurp(log_path), s))
-			return 1;
-		usleep(20000);
-	}
-	return 0;
-}
+static int log_has(const char *s, int tries) { return test_file_has(log_path, s, tries); }
 
 /* Starts the daemon; returns its exit status when it stops by itself within 15 s, or, once
  * it logged "running", stops it with SIGTERM and returns 1000 + its exit status. */
@@ -257,7 +204,7 @@ static int run_daemon(void)
 			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 		if (strstr(slurp(log_path), "running (pid")) {
 			kill(pid, SIGTERM);
-			return 1000 + wait_exit(pid, 15);
+			return 1000 + test_wait_exit(pid, 15);
 		}
 		usleep(20000);
 	}

@@ -16,6 +16,9 @@
  */
 #include "core.h"
 #include "db.h"
+#include "testdb.h"
+#include "testhttp.h"
+#include "testproc.h"
 #include "testutil.h"
 
 #include <arpa/inet.h>
@@ -58,75 +61,25 @@ static char serial1[16];
 static long long pile1;
 
 /* ---- HTTP client ------------------------------------------------------------------------- */
-struct buf {
-	char *s;
-	size_t n;
-};
-
-static size_t wr(char *p, size_t sz, size_t nm, void *ud)
-{
-	struct buf *b = ud;
-	char *ns = realloc(b->s, b->n + sz * nm + 1);
-	if (!ns)
-		return 0;
-	b->s = ns;
-	memcpy(b->s + b->n, p, sz * nm);
-	b->n += sz * nm;
-	b->s[b->n] = 0;
-	return sz * nm;
-}
-
 /* Returns the HTTP status; *out (optional) gets the parsed JSON body (NULL when none).
  * body is stolen. */
 static long call(const char *method, const char *path, const char *token, long long tenant,
 		 json_t *body, json_t **out)
 {
-	CURL *c = curl_easy_init();
-	char url[512], line[256];
-	snprintf(url, sizeof url, "http://127.0.0.1:%d%s", http_port, path);
-	struct curl_slist *h = NULL;
-	snprintf(line, sizeof line, "Authorization: Bearer %s", token);
-	h = curl_slist_append(h, line);
-	if (tenant) {
-		snprintf(line, sizeof line, "X-Tenant-ID: %lld", tenant);
-		h = curl_slist_append(h, line);
-	}
-	h = curl_slist_append(h, "Content-Type: application/json");
-	h = curl_slist_append(h, "Expect:");
 	char *s = body ? json_dumps(body, JSON_COMPACT) : NULL;
 	json_decref(body);
-	struct buf b = {0};
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, wr);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
-	if (s) {
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, s);
-		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(s));
-	}
-	long status = -1;
-	if (curl_easy_perform(c) == CURLE_OK)
-		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-	if (out)
-		*out = b.n ? json_loads(b.s, JSON_DECODE_ANY, NULL) : NULL;
-	else if (status >= 300 && b.s)
-		fprintf(stderr, "%s %s -> %ld %s\n", method, path, status, b.s);
-	free(b.s);
+	char *text = NULL;
+	long status = test_http(http_port, method, path, token, tenant, s, NULL, 30L, out,
+				out ? NULL : &text);
+	if (!out && status >= 300 && text)
+		fprintf(stderr, "%s %s -> %ld %s\n", method, path, status, text);
+	free(text);
 	free(s);
-	curl_slist_free_all(h);
-	curl_easy_cleanup(c);
 	return status;
 }
 
 static long long jint(json_t *o, const char *k) { return json_integer_value(json_object_get(o, k)); }
 static const char *jstr(json_t *o, const char *k) { return json_string_value(json_object_get(o, k)); }
-
-static const char *err_code(json_t *o)
-{
-	return json_string_value(json_object_get(json_object_get(o, "error"), "code"));
-}
 
 static const char *err_msg(json_t *o)
 {
@@ -140,93 +93,17 @@ static long long now_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* ---- database ------------------------------------------------------------------------------ */
-static int sql(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sql(const char *fmt, ...)
-{
-	char q[2048];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(q, sizeof q, fmt, ap);
-	va_end(ap);
-	if (mysql_query(raw, q) != 0) {
-		fprintf(stderr, "SQL failed: %s: %s\n", q, mysql_error(raw));
-		return -1;
-	}
-	MYSQL_RES *r = mysql_store_result(raw);
-	if (r)
-		mysql_free_result(r);
-	return 0;
-}
-
-/* first column of the first row; -1 when none, -2 on error */
-static long long qint(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static long long qint(const char *fmt, ...)
-{
-	char q[2048];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(q, sizeof q, fmt, ap);
-	va_end(ap);
-	if (mysql_query(raw, q) != 0) {
-		fprintf(stderr, "query failed: %s: %s\n", q, mysql_error(raw));
-		return -2;
-	}
-	MYSQL_RES *r = mysql_store_result(raw);
-	MYSQL_ROW row = r ? mysql_fetch_row(r) : NULL;
-	long long v = row && row[0] ? atoll(row[0]) : -1;
-	if (r)
-		mysql_free_result(r);
-	return v;
-}
-
 /* ---- core ------------------------------------------------------------------------------------ */
-static int free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in sa = {.sin_family = AF_INET};
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	socklen_t l = sizeof sa;
-	int port = -1;
-	if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&sa, &l) == 0)
-		port = ntohs(sa.sin_port);
-	if (fd >= 0)
-		close(fd);
-	return port;
-}
-
 static void *loop_main(void *arg)
 {
 	event_base_dispatch(core.base);
 	return NULL;
 }
 
-static int db_env(void)
-{
-	const char *sock = getenv("EVCS_DB_SOCKET"), *dport = getenv("EVCS_DB_PORT");
-	const char *user = getenv("EVCS_DB_USER"), *name = getenv("EVCS_DB_NAME");
-	if (!user || !name || ((!sock || !*sock) && (!dport || !*dport))) {
-		fprintf(stderr, "\n*** FAIL: test_sim_api needs a MariaDB: EVCS_DB_SOCKET or EVCS_DB_PORT, "
-				"EVCS_DB_USER, EVCS_DB_PASSWORD and EVCS_DB_NAME are not set.\n"
-				"*** Run it as: tests/with-mariadb.sh ./tests/test_sim_api\n");
-		return -1;
-	}
-	memset(&dbc, 0, sizeof dbc);
-	dbc.socket = sock && *sock ? sock : NULL;
-	dbc.host = "127.0.0.1";
-	dbc.port = dport && *dport ? (unsigned)atoi(dport) : 0;
-	dbc.user = user;
-	dbc.password = getenv("EVCS_DB_PASSWORD");
-	dbc.name = name;
-	dbc.connect_timeout_s = 3;
-	return 0;
-}
-
 /* Start the core with ykc.so and, when with_sim, ykcsim.so dialling ykc's listeners. */
 static int core_start(int with_sim)
 {
-	int p16 = free_port(), p15 = free_port();
+	int p16 = test_free_port(), p15 = test_free_port();
 	if (p16 < 0 || p15 < 0)
 		return -1;
 	snprintf(conf_path, sizeof conf_path, "/tmp/test_sim_api.%d.conf", (int)getpid());
@@ -238,14 +115,10 @@ static int core_start(int with_sim)
 		"[http]\nlisten = 127.0.0.1:0\n\n[database]\n",
 		getenv("EVCS_TEST_LOG") ? getenv("EVCS_TEST_LOG") : "err", EVCS_YKC_PLUGIN_DIR,
 		EVCS_TOP_SRCDIR, EVCS_TOP_SRCDIR);
-	if (dbc.socket)
-		fprintf(f, "socket = %s\n", dbc.socket);
-	else
-		fprintf(f, "host = 127.0.0.1\nport = %u\n", dbc.port);
-	fprintf(f, "user = %s\npassword = %s\nname = %s\npool = 4\n\n[api]\nbootstrap_token = %s\n"
-		   "command_timeout = 20000\n\n"
+	testdb_conf(f, &dbc, 4);
+	fprintf(f, "\n[api]\nbootstrap_token = %s\ncommand_timeout = 20000\n\n"
 		   "[plugin ykc]\nlisten = 127.0.0.1:%d/1.6, 127.0.0.1:%d/1.5\n",
-		dbc.user, dbc.password ? dbc.password : "", dbc.name, BOOT, p16, p15);
+		BOOT, p16, p15);
 	if (with_sim)
 		fprintf(f, "\n[plugin ykcsim]\ntarget = 127.0.0.1:%d/1.6, 127.0.0.1:%d/1.5\n"
 			   "max_piles = %d\nspeed = 30\n",
@@ -306,7 +179,7 @@ static int seed(void)
 	stationA = create("/api/v1/stations", tokA, 0, json_pack("{s:s}", "name", "Try-out A"));
 	stationB = create("/api/v1/stations", tokB, 0, json_pack("{s:s}", "name", "Try-out B"));
 	/* the simulated piles need a billing model to charge: the tenant's newest active tariff */
-	if (sql("INSERT INTO tariffs (tenant_id, name, model, sharp_elec_rate, sharp_service_rate, "
+	if (testdb_sql(raw, "INSERT INTO tariffs (tenant_id, name, model, sharp_elec_rate, sharp_service_rate, "
 		"peak_elec_rate, peak_service_rate, flat_elec_rate, flat_service_rate, "
 		"valley_elec_rate, valley_service_rate, slots, state) VALUES (%lld, 'std', '0001', "
 		"120000, 80000, 100000, 80000, 70000, 60000, 35000, 40000, "
@@ -319,14 +192,8 @@ static int seed(void)
 static int reset_db(void)
 {
 	char err[512];
-	raw = evcs_db_connect_raw(&dbc, 1, err, sizeof err);
-	if (!raw) {
-		fprintf(stderr, "connect: %s\n", err);
-		return -1;
-	}
-	if (sql("DROP DATABASE IF EXISTS `%s`", dbc.name) < 0 ||
-	    sql("CREATE DATABASE `%s` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci", dbc.name) < 0 ||
-	    mysql_select_db(raw, dbc.name) != 0)
+	raw = testdb_reset(&dbc);
+	if (!raw)
 		return -1;
 	int from, to;
 	if (evcs_db_migrate(&dbc, EVCS_TOP_SRCDIR "/schema", &from, &to, err, sizeof err) != 0) {
@@ -354,7 +221,7 @@ static int reset_db(void)
 
 static int suite_init_common(int with_sim)
 {
-	if (db_env() < 0 || reset_db() < 0)
+	if (testdb_env(&dbc, "test_sim_api") < 0 || reset_db() < 0)
 		return 1;
 	evthread_use_pthreads();
 	if (core_start(with_sim) < 0)
@@ -474,7 +341,7 @@ static void test_add_pile_logs_in(void)
 	CU_ASSERT_EQUAL(jint(o, "station_id"), stationA);
 	CU_ASSERT_EQUAL(jint(o, "gun_count"), 2);
 	json_decref(o);
-	CU_ASSERT_EQUAL(qint("SELECT COUNT(*) FROM connectors WHERE tenant_id = %lld AND pile_id = %lld",
+	CU_ASSERT_EQUAL(testdb_qint(raw, "SELECT COUNT(*) FROM connectors WHERE tenant_id = %lld AND pile_id = %lld",
 			     tA, pile1),
 			2);
 	CU_ASSERT_EQUAL(call("GET", path, tokB, 0, NULL, &o), 404);
@@ -504,7 +371,7 @@ static void test_add_pile_logs_in(void)
 	CU_ASSERT_PTR_NOT_NULL(e);
 	json_decref(e);
 	/* the audit names the action */
-	CU_ASSERT_EQUAL(qint("SELECT COUNT(*) FROM audit_log WHERE tenant_id = %lld AND "
+	CU_ASSERT_EQUAL(testdb_qint(raw, "SELECT COUNT(*) FROM audit_log WHERE tenant_id = %lld AND "
 			     "action = 'pile.simulate'",
 			     tA),
 			1);
@@ -598,16 +465,16 @@ static void test_validation(void)
 {
 	char path[128];
 	snprintf(path, sizeof path, "/api/v1/stations/%lld/simulated-piles", stationA);
-	long long before = qint("SELECT COUNT(*) FROM piles");
+	long long before = testdb_qint(raw, "SELECT COUNT(*) FROM piles");
 	json_t *o = NULL;
 	CU_ASSERT_EQUAL(call("POST", path, tokA, 0, json_pack("{s:i}", "guns", 5), &o), 400);
-	CU_ASSERT_STRING_EQUAL(err_code(o), "invalid");
+	CU_ASSERT_STRING_EQUAL(test_err_code(o), "invalid");
 	json_decref(o);
 	CU_ASSERT_EQUAL(call("POST", path, tokA, 0, json_pack("{s:s}", "protocol", "1.7"), &o), 400);
 	json_decref(o);
 	CU_ASSERT_EQUAL(call("POST", path, tokA, 0, json_pack("{s:s}", "serial", "99000000000001"), &o),
 			400);
-	CU_ASSERT_STRING_EQUAL(err_code(o), "unknown_field");
+	CU_ASSERT_STRING_EQUAL(test_err_code(o), "unknown_field");
 	json_decref(o);
 	CU_ASSERT_EQUAL(call("POST", path, tokAro, 0, json_pack("{s:i}", "guns", 1), &o), 403);
 	json_decref(o);
@@ -617,7 +484,7 @@ static void test_validation(void)
 	json_decref(o);
 	CU_ASSERT_EQUAL(call("DELETE", "/api/v1/simulated-piles/abc", tokA, 0, NULL, &o), 404);
 	json_decref(o);
-	CU_ASSERT_EQUAL(qint("SELECT COUNT(*) FROM piles"), before);
+	CU_ASSERT_EQUAL(testdb_qint(raw, "SELECT COUNT(*) FROM piles"), before);
 }
 
 static void test_max_piles_and_1_5(void)
@@ -637,18 +504,18 @@ static void test_max_piles_and_1_5(void)
 	json_t *e = sim_entry(tokA, serial2, NULL);
 	CU_ASSERT_STRING_EQUAL(jstr(e, "protocol"), "1.5");
 	json_decref(e);
-	CU_ASSERT_EQUAL(qint("SELECT protocol_version FROM piles WHERE serial = '%s'", serial2), 15);
+	CU_ASSERT_EQUAL(testdb_qint(raw, "SELECT protocol_version FROM piles WHERE serial = '%s'", serial2), 15);
 
 	/* the simulator is full (max_piles = 2): 409, and the row made for it is taken back */
-	long long before = qint("SELECT COUNT(*) FROM piles WHERE tenant_id = %lld", tA);
+	long long before = testdb_qint(raw, "SELECT COUNT(*) FROM piles WHERE tenant_id = %lld", tA);
 	snprintf(path, sizeof path, "/api/v1/stations/%lld/simulated-piles", stationB);
 	CU_ASSERT_EQUAL(call("POST", path, tokB, 0, json_pack("{s:i}", "guns", 1), &o), 409);
-	CU_ASSERT_STRING_EQUAL(err_code(o), "simulator_full");
+	CU_ASSERT_STRING_EQUAL(test_err_code(o), "simulator_full");
 	json_decref(o);
-	CU_ASSERT_EQUAL(qint("SELECT COUNT(*) FROM piles WHERE tenant_id = %lld", tB), 0);
-	CU_ASSERT_EQUAL(qint("SELECT COUNT(*) FROM connectors WHERE tenant_id = %lld", tB), 0);
-	CU_ASSERT_EQUAL(qint("SELECT COUNT(*) FROM piles WHERE tenant_id = %lld", tA), before);
-	CU_ASSERT_EQUAL(qint("SELECT COUNT(*) FROM audit_log WHERE tenant_id = %lld AND "
+	CU_ASSERT_EQUAL(testdb_qint(raw, "SELECT COUNT(*) FROM piles WHERE tenant_id = %lld", tB), 0);
+	CU_ASSERT_EQUAL(testdb_qint(raw, "SELECT COUNT(*) FROM connectors WHERE tenant_id = %lld", tB), 0);
+	CU_ASSERT_EQUAL(testdb_qint(raw, "SELECT COUNT(*) FROM piles WHERE tenant_id = %lld", tA), before);
+	CU_ASSERT_EQUAL(testdb_qint(raw, "SELECT COUNT(*) FROM audit_log WHERE tenant_id = %lld AND "
 			     "action = 'pile.simulate_failed'",
 			     tB),
 			1);
@@ -698,7 +565,7 @@ static void test_remove_pile(void)
 			usleep(100000);
 	}
 	CU_ASSERT(!online);
-	CU_ASSERT_EQUAL(qint("SELECT COUNT(*) FROM audit_log WHERE tenant_id = %lld AND "
+	CU_ASSERT_EQUAL(testdb_qint(raw, "SELECT COUNT(*) FROM audit_log WHERE tenant_id = %lld AND "
 			     "action = 'pile.simulate_stop' AND object_id = '%s'",
 			     tA, serial1),
 			1);
@@ -710,18 +577,18 @@ static void test_tenant_quota(void)
 {
 	char path[128];
 	snprintf(path, sizeof path, "/api/v1/stations/%lld/simulated-piles", stationB);
-	long long rows = qint("SELECT COUNT(*) FROM piles WHERE tenant_id = %lld", tB);
-	long long audits = qint("SELECT COUNT(*) FROM audit_log WHERE tenant_id = %lld AND "
+	long long rows = testdb_qint(raw, "SELECT COUNT(*) FROM piles WHERE tenant_id = %lld", tB);
+	long long audits = testdb_qint(raw, "SELECT COUNT(*) FROM audit_log WHERE tenant_id = %lld AND "
 				"action = 'pile.simulate'",
 				tB);
 	CU_ASSERT_FATAL(rows >= 1);
-	CU_ASSERT_EQUAL_FATAL(sql("UPDATE tenants SET max_piles = %lld WHERE id = %lld", rows, tB), 0);
+	CU_ASSERT_EQUAL_FATAL(testdb_sql(raw, "UPDATE tenants SET max_piles = %lld WHERE id = %lld", rows, tB), 0);
 	json_t *o = NULL;
 	CU_ASSERT_EQUAL(call("POST", path, tokB, 0, json_pack("{s:i}", "guns", 1), &o), 409);
-	CU_ASSERT_STRING_EQUAL(err_code(o), "quota_exceeded");
+	CU_ASSERT_STRING_EQUAL(test_err_code(o), "quota_exceeded");
 	json_decref(o);
-	CU_ASSERT_EQUAL(qint("SELECT COUNT(*) FROM piles WHERE tenant_id = %lld", tB), rows);
-	CU_ASSERT_EQUAL(qint("SELECT COUNT(*) FROM audit_log WHERE tenant_id = %lld AND "
+	CU_ASSERT_EQUAL(testdb_qint(raw, "SELECT COUNT(*) FROM piles WHERE tenant_id = %lld", tB), rows);
+	CU_ASSERT_EQUAL(testdb_qint(raw, "SELECT COUNT(*) FROM audit_log WHERE tenant_id = %lld AND "
 			     "action = 'pile.simulate'",
 			     tB),
 			audits);
@@ -729,13 +596,13 @@ static void test_tenant_quota(void)
 	CU_ASSERT_EQUAL(json_array_size(json_object_get(o, "piles")), (size_t)rows);
 	json_decref(o);
 	/* one more allowed: the simulator has room (serial1 was removed), so it starts */
-	CU_ASSERT_EQUAL_FATAL(sql("UPDATE tenants SET max_piles = %lld WHERE id = %lld", rows + 1, tB), 0);
+	CU_ASSERT_EQUAL_FATAL(testdb_sql(raw, "UPDATE tenants SET max_piles = %lld WHERE id = %lld", rows + 1, tB), 0);
 	CU_ASSERT_EQUAL(call("POST", path, tokB, 0, json_pack("{s:i}", "guns", 1), &o), 201);
 	char dpath[128];
 	const char *serial = jstr(o, "serial");
 	snprintf(dpath, sizeof dpath, "/api/v1/simulated-piles/%s", serial ? serial : "none");
 	json_decref(o);
-	CU_ASSERT_EQUAL(qint("SELECT COUNT(*) FROM piles WHERE tenant_id = %lld", tB), rows + 1);
+	CU_ASSERT_EQUAL(testdb_qint(raw, "SELECT COUNT(*) FROM piles WHERE tenant_id = %lld", tB), rows + 1);
 	CU_ASSERT_EQUAL(call("DELETE", dpath, tokB, 0, NULL, NULL), 204);
 }
 
@@ -763,16 +630,16 @@ static void test_without_simulator(void)
 	snprintf(path, sizeof path, "/api/v1/stations/%lld/simulated-piles", stationA);
 	json_t *o = NULL;
 	CU_ASSERT_EQUAL(call("POST", path, tokA, 0, json_pack("{s:i}", "guns", 1), &o), 404);
-	CU_ASSERT_STRING_EQUAL(err_code(o), "not_found");
+	CU_ASSERT_STRING_EQUAL(test_err_code(o), "not_found");
 	CU_ASSERT_PTR_NOT_NULL(err_msg(o) ? strstr(err_msg(o), "simulated-piles") : NULL);
 	json_decref(o);
-	CU_ASSERT_EQUAL(qint("SELECT COUNT(*) FROM piles"), 0);
-	CU_ASSERT_EQUAL(qint("SELECT COUNT(*) FROM audit_log WHERE action LIKE 'pile.simulate%%'"), 0);
+	CU_ASSERT_EQUAL(testdb_qint(raw, "SELECT COUNT(*) FROM piles"), 0);
+	CU_ASSERT_EQUAL(testdb_qint(raw, "SELECT COUNT(*) FROM audit_log WHERE action LIKE 'pile.simulate%%'"), 0);
 	CU_ASSERT_EQUAL(call("GET", "/api/v1/simulated-piles", tokA, 0, NULL, &o), 404);
-	CU_ASSERT_STRING_EQUAL(err_code(o), "not_found");
+	CU_ASSERT_STRING_EQUAL(test_err_code(o), "not_found");
 	json_decref(o);
 	CU_ASSERT_EQUAL(call("DELETE", "/api/v1/simulated-piles/99000000000001", tokA, 0, NULL, &o), 404);
-	CU_ASSERT_STRING_EQUAL(err_code(o), "not_found");
+	CU_ASSERT_STRING_EQUAL(test_err_code(o), "not_found");
 	json_decref(o);
 	CU_ASSERT_EQUAL(sim_ops_documented(), 0);
 }

@@ -13,6 +13,8 @@
  */
 #include "core.h"
 #include "db.h"
+#include "testdb.h"
+#include "testhttp.h"
 #include "testutil.h"
 #include "tz.h"
 
@@ -40,61 +42,14 @@ static long long t_berlin, t_plain, t_broken;
 static char tok_berlin[128], tok_plain[128], tok_broken[128];
 
 /* ---- HTTP ------------------------------------------------------------------------------------ */
-struct buf {
-	char *s;
-	size_t n;
-};
-
-static size_t wr(char *p, size_t sz, size_t nm, void *ud)
-{
-	struct buf *b = ud;
-	char *ns = realloc(b->s, b->n + sz * nm + 1);
-	if (!ns)
-		return 0;
-	b->s = ns;
-	memcpy(b->s + b->n, p, sz * nm);
-	b->n += sz * nm;
-	b->s[b->n] = 0;
-	return sz * nm;
-}
-
+/* body is stolen */
 static long http(const char *method, const char *path, const char *token, long long tenant,
 		 json_t *body, json_t **out)
 {
-	CURL *c = curl_easy_init();
-	char url[512], line[256];
-	snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
-	struct curl_slist *h = NULL;
-	snprintf(line, sizeof line, "Authorization: Bearer %s", token);
-	h = curl_slist_append(h, line);
-	if (tenant) {
-		snprintf(line, sizeof line, "X-Tenant-ID: %lld", tenant);
-		h = curl_slist_append(h, line);
-	}
-	h = curl_slist_append(h, "Content-Type: application/json");
-	h = curl_slist_append(h, "Expect:");
 	char *s = body ? json_dumps(body, JSON_COMPACT) : NULL;
-	struct buf b = {0};
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, wr);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
-	if (s) {
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, s);
-		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(s));
-	}
-	long status = -1;
-	if (curl_easy_perform(c) == CURLE_OK)
-		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-	if (out)
-		*out = b.n ? json_loads(b.s, JSON_DECODE_ANY, NULL) : NULL;
-	free(b.s);
+	long status = test_http(port, method, path, token, tenant, s, NULL, 20L, out, NULL);
 	free(s);
 	json_decref(body);
-	curl_slist_free_all(h);
-	curl_easy_cleanup(c);
 	return status;
 }
 
@@ -108,16 +63,14 @@ static const char *jstr(json_t *o, const char *k)
 
 static const char *err_field(json_t *o)
 {
-	const char *s = json_string_value(json_object_get(json_object_get(o, "error"), "field"));
+	const char *s = test_err_field(o);
 	return s ? s : "(none)";
 }
 
 static void sql(const char *q)
 {
-	if (mysql_query(raw, q) != 0) {
-		fprintf(stderr, "SQL failed: %s: %s\n", q, mysql_error(raw));
+	if (testdb_sql(raw, "%s", q) != 0)
 		CU_FAIL("SQL failed");
-	}
 }
 
 /* GET /api/v1/dashboard at NOW_MS; the caller owns *o */
@@ -196,7 +149,6 @@ static void *loop_main(void *arg)
 /* ---- fixtures ---------------------------------------------------------------------------- */
 static void write_conf(const char *zone)
 {
-	const char *sock = getenv("EVCS_DB_SOCKET"), *dport = getenv("EVCS_DB_PORT");
 	FILE *f = fopen(conf_path, "w");
 	if (!f)
 		return;
@@ -204,13 +156,8 @@ static void write_conf(const char *zone)
 		"[core]\nlog_level = err\nschema_dir = %s/schema\ntimezone = %s\n\n[http]\n"
 		"listen = 127.0.0.1:0\n\n[database]\n",
 		EVCS_TOP_SRCDIR, zone);
-	if (sock && *sock)
-		fprintf(f, "socket = %s\n", sock);
-	else
-		fprintf(f, "host = 127.0.0.1\nport = %s\n", dport);
-	fprintf(f, "user = %s\npassword = %s\nname = %s\npool = 2\n\n[api]\nbootstrap_token = %s\n",
-		getenv("EVCS_DB_USER"), getenv("EVCS_DB_PASSWORD") ? getenv("EVCS_DB_PASSWORD") : "",
-		getenv("EVCS_DB_NAME"), BOOT);
+	testdb_conf(f, &dbc, 2);
+	fprintf(f, "\n[api]\nbootstrap_token = %s\n", BOOT);
 	fclose(f);
 }
 
@@ -241,35 +188,12 @@ static int make_token(long long tenant, const char *user, char *out)
 
 static int suite_init(void)
 {
-	const char *sock = getenv("EVCS_DB_SOCKET"), *dport = getenv("EVCS_DB_PORT");
-	const char *user = getenv("EVCS_DB_USER"), *name = getenv("EVCS_DB_NAME");
-	if (!user || !name || ((!sock || !*sock) && (!dport || !*dport))) {
-		fprintf(stderr, "\n*** FAIL: test_tz_api needs a MariaDB (EVCS_DB_*).\n"
-				"*** Run it as: tests/with-mariadb.sh ./tests/test_tz_api\n");
+	if (testdb_env(&dbc, "test_tz_api") != 0)
 		return 1;
-	}
-	memset(&dbc, 0, sizeof dbc);
-	dbc.socket = sock;
-	dbc.host = "127.0.0.1";
-	dbc.port = dport ? (unsigned)atoi(dport) : 0;
-	dbc.user = user;
-	dbc.password = getenv("EVCS_DB_PASSWORD");
-	dbc.name = name;
-	dbc.connect_timeout_s = 3;
-	char err[512], q[512];
-	raw = evcs_db_connect_raw(&dbc, 1, err, sizeof err);
-	if (!raw) {
-		fprintf(stderr, "connect: %s\n", err);
+	char err[512];
+	raw = testdb_reset(&dbc);
+	if (!raw)
 		return 1;
-	}
-	snprintf(q, sizeof q, "DROP DATABASE IF EXISTS `%s`", name);
-	mysql_query(raw, q);
-	snprintf(q, sizeof q, "CREATE DATABASE `%s` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci",
-		 name);
-	if (mysql_query(raw, q) || mysql_select_db(raw, name)) {
-		fprintf(stderr, "reset: %s\n", mysql_error(raw));
-		return 1;
-	}
 	int from, to;
 	if (evcs_db_migrate(&dbc, EVCS_TOP_SRCDIR "/schema", &from, &to, err, sizeof err) != 0) {
 		fprintf(stderr, "migrate: %s\n", err);

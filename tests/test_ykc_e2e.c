@@ -17,6 +17,8 @@
 #include "core.h"
 #include "db.h"
 #include "store.h"
+#include "testdb.h"
+#include "testproc.h"
 #include "testutil.h"
 #include "ykc_e2e.h"
 #include "ykc_pile.h"
@@ -114,14 +116,7 @@ int sql(const char *fmt, ...)
 	va_end(ap);
 	if (db_reconnect() < 0)
 		return -1;
-	if (mysql_query(my, q) != 0) {
-		fprintf(stderr, "sql failed: %s\n  %s\n", mysql_error(my), q);
-		return -1;
-	}
-	MYSQL_RES *r = mysql_store_result(my);
-	if (r)
-		mysql_free_result(r);
-	return 0;
+	return testdb_sql(my, "%s", q);
 }
 
 /* First column of the first row as an integer; -1 when no row or NULL; -2 on error. */
@@ -131,18 +126,7 @@ long long vqint(const char *fmt, va_list ap)
 	vsnprintf(q, sizeof q, fmt, ap);
 	if (db_reconnect() < 0)
 		return -2;
-	if (mysql_query(my, q) != 0) {
-		fprintf(stderr, "query failed: %s\n  %s\n", mysql_error(my), q);
-		return -2;
-	}
-	MYSQL_RES *r = mysql_store_result(my);
-	long long v = -1;
-	MYSQL_ROW row = r ? mysql_fetch_row(r) : NULL;
-	if (row && row[0])
-		v = atoll(row[0]);
-	if (r)
-		mysql_free_result(r);
-	return v;
+	return testdb_qint(my, "%s", q);
 }
 
 long long qint(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -191,22 +175,6 @@ int qstr(char *out, size_t cap, const char *fmt, ...)
 	if (r)
 		mysql_free_result(r);
 	return ok ? 0 : -1;
-}
-
-int free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in sa = {.sin_family = AF_INET};
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	socklen_t l = sizeof sa;
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
-	    getsockname(fd, (struct sockaddr *)&sa, &l) < 0) {
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	close(fd);
-	return ntohs(sa.sin_port);
 }
 
 int on_bus(const evcs_event_t *ev, void *ud)
@@ -374,8 +342,8 @@ static int suite_init(void)
 	    sql("USE `%s`", name) < 0)
 		return -1;
 	char err[512];
-	port15 = free_port();
-	port16 = free_port();
+	port15 = test_free_port();
+	port16 = test_free_port();
 	snprintf(conf_path, sizeof conf_path, "/tmp/evcs-ykc-e2e-%d.conf", (int)getpid());
 	FILE *f = fopen(conf_path, "w");
 	if (!f)

@@ -62,7 +62,6 @@ long long vqint(const char *fmt, va_list ap);
 long long qint(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 long long wait_count(long long want, int timeout_ms, const char *fmt, ...);
 int qstr(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-int free_port(void);
 /* bus counters */
 int on_bus(const evcs_event_t *ev, void *ud);
 int on_bus_c(const evcs_event_t *ev, void *ud);
