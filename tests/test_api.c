@@ -45,38 +45,18 @@ long http(const char *method, const char *path, const char *token, long long ten
 }
 
 long call(const char *method, const char *path, const char *token, long long tenant,
-		 json_t *body, json_t **out)
+	  json_t *body, json_t **out)
 {
-	char *s = body ? json_dumps(body, JSON_COMPACT) : NULL;
-	long st = http(method, path, token, tenant, s, NULL, out);
-	free(s);
-	json_decref(body);
-	return st;
+	return test_call(port, method, path, token, tenant, body, out);
 }
 
-/* CUnit asserts only inside a test; suite set-up reports on stderr instead */
-#define CHECK(x)                                                                         \
-	do {                                                                             \
-		if (CU_get_current_test()) {                                             \
-			CU_ASSERT(x);                                                    \
-		} else if (!(x)) {                                                       \
-			fprintf(stderr, "set-up check failed: %s\n", #x);              \
-		}                                                                        \
-	} while (0)
+#define CHECK TEST_CHECK
 
-long long jint(json_t *o, const char *k) { return json_integer_value(json_object_get(o, k)); }
+long long jint(json_t *o, const char *k) { return test_jint(o, k); }
 
 long long create(const char *path, const char *token, long long tenant, json_t *body)
 {
-	json_t *o = NULL;
-	long st = call("POST", path, token, tenant, body, &o);
-	CHECK(st == 201);
-	if (st != 201)
-		fprintf(stderr, "POST %s -> %ld %s\n", path, st,
-			o ? json_dumps(o, JSON_COMPACT) : "(no body)");
-	long long id = jint(o, "id");
-	json_decref(o);
-	return id;
+	return test_create(port, path, token, tenant, body);
 }
 
 void sql(const char *q)
@@ -170,18 +150,9 @@ long long tA, tB, tD, tW;
 char tokA[128], tokAop[128], tokAro[128], tokB[128];
 static long long tokA_id;
 
-void make_token(long long tenant, const char *user, const char *role, char *out,
-		       long long *id)
+void make_token(long long tenant, const char *user, const char *role, char *out, long long *id)
 {
-	json_t *o = NULL;
-	long st = call("POST", "/api/v1/tokens", BOOT, tenant,
-		       json_pack("{s:s, s:s}", "username", user, "role", role), &o);
-	CHECK(st == 201);
-	const char *tk = json_string_value(json_object_get(o, "token"));
-	snprintf(out, 128, "%s", tk ? tk : "none");
-	if (id)
-		*id = jint(o, "id");
-	json_decref(o);
+	test_make_token(port, BOOT, tenant, user, role, out, id);
 }
 
 static long long make_tenant(const char *name, int max_piles)

@@ -15,6 +15,7 @@
 #include "db.h"
 #include "testdb.h"
 #include "testhttp.h"
+#include "testloop.h"
 #include "testutil.h"
 #include "tz.h"
 
@@ -97,46 +98,18 @@ static int wait_zone(const char *tok, const char *want)
 }
 
 /* ---- loop-thread work --------------------------------------------------------------------- */
-static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static int posted_done, posted_rc;
+static int posted_rc;
 
-static void run_on_loop(event_callback_fn fn)
+static void do_refresh(void *arg)
 {
-	pthread_mutex_lock(&mu);
-	posted_done = 0;
-	pthread_mutex_unlock(&mu);
-	struct timeval zero = {0, 0};
-	event_base_once(core.base, -1, EV_TIMEOUT, fn, NULL, &zero);
-	for (int i = 0; i < 500; i++) {
-		pthread_mutex_lock(&mu);
-		int d = posted_done;
-		pthread_mutex_unlock(&mu);
-		if (d)
-			return;
-		usleep(10000);
-	}
-	CU_FAIL("loop did not run the posted work");
-}
-
-static void finish(int rc)
-{
-	pthread_mutex_lock(&mu);
-	posted_rc = rc;
-	posted_done = 1;
-	pthread_mutex_unlock(&mu);
-}
-
-static void do_refresh(evutil_socket_t fd, short ev, void *arg)
-{
-	(void)fd, (void)ev, (void)arg;
+	(void)arg;
 	evcs_core_tz_refresh(&core);
-	finish(0);
 }
 
-static void do_reload(evutil_socket_t fd, short ev, void *arg)
+static void do_reload(void *arg)
 {
-	(void)fd, (void)ev, (void)arg;
-	finish(evcs_core_reload(&core));
+	(void)arg;
+	posted_rc = evcs_core_reload(&core);
 }
 
 static void *loop_main(void *arg)
@@ -365,7 +338,7 @@ static void test_refresh_and_reload(void)
 	snprintf(q, sizeof q, "UPDATE tenants SET timezone = 'Australia/Sydney' WHERE id = %lld",
 		 t_plain);
 	sql(q);
-	run_on_loop(do_refresh);
+	test_run_on_loop(core.base, do_refresh, NULL);
 	CU_ASSERT_FATAL(wait_zone(tok_plain, "Australia/Sydney"));
 	json_t *o = NULL;
 	CU_ASSERT_EQUAL(dashboard(tok_plain, &o), 200);
@@ -373,13 +346,13 @@ static void test_refresh_and_reload(void)
 	json_decref(o);
 	/* SIGHUP with an unknown [core] timezone is refused; a valid one becomes the default */
 	write_conf("Atlantis/Capital");
-	run_on_loop(do_reload);
+	test_run_on_loop(core.base, do_reload, NULL);
 	CU_ASSERT_EQUAL(posted_rc, -1);
 	CU_ASSERT_EQUAL(dashboard(tok_broken, &o), 200);
 	CU_ASSERT_STRING_EQUAL(jstr(o, "timezone"), "America/New_York");
 	json_decref(o);
 	write_conf("Europe/Berlin");
-	run_on_loop(do_reload);
+	test_run_on_loop(core.base, do_reload, NULL);
 	CU_ASSERT_EQUAL(posted_rc, 0);
 	CU_ASSERT_EQUAL(dashboard(tok_broken, &o), 200);
 	CU_ASSERT_STRING_EQUAL(jstr(o, "timezone"), "Europe/Berlin");

@@ -80,3 +80,45 @@ const char *test_err_field(json_t *o)
 {
 	return json_string_value(json_object_get(json_object_get(o, "error"), "field"));
 }
+
+long test_call(int port, const char *method, const char *path, const char *token,
+	       long long tenant, json_t *body, json_t **out)
+{
+	char *s = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	long st = test_http(port, method, path, token, tenant, s, NULL, 20L, out, NULL);
+	free(s);
+	json_decref(body);
+	return st;
+}
+
+long long test_jint(json_t *o, const char *k) { return json_integer_value(json_object_get(o, k)); }
+
+long long test_create(int port, const char *path, const char *token, long long tenant,
+		      json_t *body)
+{
+	json_t *o = NULL;
+	long st = test_call(port, "POST", path, token, tenant, body, &o);
+	TEST_CHECK(st == 201);
+	if (st != 201) {
+		char *d = o ? json_dumps(o, JSON_COMPACT) : NULL;
+		fprintf(stderr, "POST %s -> %ld %s\n", path, st, d ? d : "(no body)");
+		free(d);
+	}
+	long long id = test_jint(o, "id");
+	json_decref(o);
+	return id;
+}
+
+void test_make_token(int port, const char *boot, long long tenant, const char *user,
+		     const char *role, char out[128], long long *id)
+{
+	json_t *o = NULL;
+	long st = test_call(port, "POST", "/api/v1/tokens", boot, tenant,
+			    json_pack("{s:s, s:s}", "username", user, "role", role), &o);
+	TEST_CHECK(st == 201);
+	const char *tk = json_string_value(json_object_get(o, "token"));
+	snprintf(out, 128, "%s", tk ? tk : "none");
+	if (id)
+		*id = test_jint(o, "id");
+	json_decref(o);
+}
